@@ -1,0 +1,38 @@
+# Sendfleet: `make run` (first command on a fresh machine), `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install services test lint typecheck run bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+# PostgreSQL and Redis are expected on 127.0.0.1; start the local ones if they are down.
+services:
+	@bash ops/dev/services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy --strict rotator
+
+test: install services lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+run: install services
+	@bash ops/dev/run.sh
+
+bench: install services
+	@bash ops/dev/bench.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache var

@@ -1,0 +1,72 @@
+"""Sendfleet's Flask application. create_app() is the only wiring point; importing this
+package connects to nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from redis import Redis
+
+from app.errors import DomainError, domain_error_response, error_response
+from app.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from app.api import api_config, register_api
+    from app.cli import register_cli
+    from app.extensions import csrf, db, login, migrate
+    from app.logs import configure_logging
+    from app.observability import init_sentry
+    from app.public import public
+
+    settings = settings or load_settings()
+    configure_logging(settings)
+    init_sentry(settings)
+
+    app = Flask(__name__)
+    app.config.from_mapping(flask_config(settings))
+    app.config.update(api_config())
+    app.extensions["settings"] = settings
+    app.extensions["redis"] = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+
+    db.init_app(app)
+    migrate.init_app(app, db)
+    login.init_app(app)
+    csrf.init_app(app)
+
+    register_api(app)
+    app.register_blueprint(public)
+    csrf.exempt("app.api")
+    register_cli(app)
+    _register_error_handlers(app)
+    return app
+
+
+def flask_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "SECRET_KEY": settings.secret_key.get_secret_value(),
+        "SQLALCHEMY_DATABASE_URI": settings.database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": 3, "application_name": "sendfleet"},
+        },
+        "MAX_CONTENT_LENGTH": settings.import_max_bytes + 1024 * 1024,
+        "JSON_SORT_KEYS": False,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": settings.public_base_url.startswith("https://"),
+        "TESTING": settings.sendfleet_env == "test",
+    }
+
+
+def _register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(DomainError, domain_error_response)
+
+    @app.errorhandler(500)
+    def internal_error(exc: Exception) -> Response | tuple[str, int]:
+        if request.path.startswith("/api/"):
+            return error_response(500, "internal", "internal error; it has been logged")
+        return "Internal error", 500

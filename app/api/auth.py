@@ -1,0 +1,51 @@
+"""API keys: random, shown once, stored as SHA-256; `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from flask import g, request
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.errors import Unauthorized
+from app.extensions import db
+from app.models import ApiKey
+
+KEY_PREFIX = "sf_"
+# last_used_at is bookkeeping, not an audit log: write it at most once a minute per key.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
+    """Returns the stored row and the plaintext key, which is never stored."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(name=name, key_hash=hash_key(key), prefix=key[:10])
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def authenticate_request() -> None:
+    """before_request hook of every /api/v1 blueprint except health and the OpenAPI document."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    key_hash = hash_key(key.strip())
+    row = db.session.execute(
+        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if row is None:
+        raise Unauthorized("invalid or revoked API key")
+    now = datetime.now(UTC)
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+        db.session.commit()
+    g.api_key_id = row.id

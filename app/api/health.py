@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__, description="Liveness of the API and its stores")
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    database = fields.String(required=True, metadata={"example": "ok"})
+    redis = fields.String(required=True, metadata={"example": "ok"})
+
+
+@blp.route("")
+@blp.doc(security=[])
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="PostgreSQL or Redis is down")
+def health() -> tuple[dict[str, str], int]:
+    result = {"status": "ok", "database": "ok", "redis": "ok"}
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("health.database_down", extra={"error": type(exc).__name__})
+        result["database"] = "down"
+    try:
+        current_app.extensions["redis"].ping()
+    except (RedisError, OSError) as exc:
+        log.warning("health.redis_down", extra={"error": type(exc).__name__})
+        result["redis"] = "down"
+    if "down" in result.values():
+        result["status"] = "degraded"
+        return result, 503
+    return result, 200

@@ -1,0 +1,13 @@
+"""Flask CLI: `flask --app app keys|users|import ...` (`db` comes from Flask-Migrate)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_cli(app: Flask) -> None:
+    from app.cli.keys import keys
+    from app.cli.users import users
+
+    app.cli.add_command(keys)
+    app.cli.add_command(users)

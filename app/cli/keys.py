@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+from sqlalchemy import select, update
+
+from app.api.auth import create_key
+from app.db import unit_of_work
+from app.models import ApiKey
+
+
+@click.group(help="API keys: create, list, revoke.")
+def keys() -> None:
+    pass
+
+
+@keys.command("create", help="Create an API key; prints the key alone on the last line.")
+@click.argument("name")
+def create(name: str) -> None:
+    with unit_of_work() as session:
+        row, key = create_key(session, name)
+    click.echo(f"Created API key {row.id} ({name}). It is shown once; store it now:", err=True)
+    click.echo(key)
+
+
+@keys.command("list", help="List API keys (never the keys themselves).")
+def list_keys() -> None:
+    with unit_of_work() as session:
+        rows = session.execute(select(ApiKey).order_by(ApiKey.id)).scalars().all()
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+        used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+        click.echo(f"{row.id}\t{row.name}\t{row.prefix}…\t{state}\tlast used {used}")
+
+
+@keys.command("revoke", help="Revoke an API key by id.")
+@click.argument("key_id", type=int)
+def revoke(key_id: int) -> None:
+    with unit_of_work() as session:
+        result = session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+    if result.rowcount != 1:
+        raise click.ClickException(f"no active API key with id {key_id}")
+    click.echo(f"Revoked API key {key_id}.")

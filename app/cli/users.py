@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import click
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from app.db import unit_of_work
+from app.models import User
+
+MIN_PASSWORD_LENGTH = 10
+
+
+@click.group(help="UI users.")
+def users() -> None:
+    pass
+
+
+@users.command("create", help="Create a UI user; the password comes from --password or a prompt.")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create(email: str, password: str) -> None:
+    try:
+        email = validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMAIL") from None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.BadParameter(
+            f"must be at least {MIN_PASSWORD_LENGTH} characters", param_hint="--password"
+        )
+    with unit_of_work() as session:
+        if session.execute(select(User.id).where(User.email == email)).first():
+            raise click.ClickException(f"a user {email} already exists")
+        session.add(User(email=email, password_hash=generate_password_hash(password)))
+    click.echo(f"Created user {email}.")

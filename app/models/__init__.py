@@ -1,0 +1,35 @@
+"""SQLAlchemy 2.0 models; PostgreSQL is the source of truth. Schema changes go through
+Alembic (app/migrations) only."""
+
+from app.models.accounts import Account, AccountStatus
+from app.models.auth import ApiKey, User
+from app.models.base import Base
+from app.models.blacklist import BlacklistCheck
+from app.models.campaigns import TRANSITIONS, Campaign, CampaignStatus
+from app.models.events import Event, EventType
+from app.models.limits import SCOPES, LimitOverride
+from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
+from app.models.suppressions import Suppression, SuppressionKind, SuppressionReason
+
+__all__ = [
+    "DUE_STATUSES",
+    "FINAL_STATUSES",
+    "SCOPES",
+    "TRANSITIONS",
+    "Account",
+    "AccountStatus",
+    "ApiKey",
+    "Base",
+    "BlacklistCheck",
+    "Campaign",
+    "CampaignStatus",
+    "Event",
+    "EventType",
+    "LimitOverride",
+    "Recipient",
+    "RecipientStatus",
+    "Suppression",
+    "SuppressionKind",
+    "SuppressionReason",
+    "User",
+]

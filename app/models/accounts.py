@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ARRAY, Boolean, DateTime, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, created_at_column, updated_at_column
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+class Account(Base):
+    """A sender account in the pool. The SMTP secret is Fernet-encrypted (app.crypto)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str] = mapped_column(String(320))
+    sending_domain: Mapped[str] = mapped_column(String(255), index=True)
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    security: Mapped[str] = mapped_column(String(16))
+    username: Mapped[str | None] = mapped_column(String(320))
+    secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    daily_limit: Mapped[int] = mapped_column(Integer)
+    per_minute_limit: Mapped[int | None] = mapped_column(Integer)
+    warmup_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    warmup_day: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    warmup_held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    warmup_hold_reason: Mapped[str | None] = mapped_column(Text)
+
+    status: Mapped[str] = mapped_column(String(16), server_default=AccountStatus.ACTIVE.value)
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_health_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_health_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_health_error: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    def cap_today(self, warmup_start: int, warmup_step: int) -> int:
+        """The daily cap in force today: the provider/account cap, or less while warming up."""
+        if not self.warmup_enabled:
+            return self.daily_limit
+        ramp = warmup_start + warmup_step * max(self.warmup_day - 1, 0)
+        return min(self.daily_limit, ramp)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ARRAY, DateTime, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, created_at_column, updated_at_column
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+# Allowed state changes: action -> (from states, to state).
+TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
+    "start": (frozenset({CampaignStatus.DRAFT}), CampaignStatus.RUNNING),
+    "pause": (frozenset({CampaignStatus.RUNNING}), CampaignStatus.PAUSED),
+    "resume": (frozenset({CampaignStatus.PAUSED}), CampaignStatus.RUNNING),
+    "cancel": (
+        frozenset({CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED}),
+        CampaignStatus.CANCELLED,
+    ),
+}
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    account_tags: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    account_ids: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    # {"timezone": "Europe/Berlin", "days": [0..6, Monday=0], "start_hour": 9, "end_hour": 17}
+    window: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(
+        String(16), server_default=CampaignStatus.DRAFT.value, index=True
+    )
+    # Every field name any recipient carries, so templates can be checked at creation.
+    field_names: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, created_at_column
+
+
+class EventType(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+    UNSUBSCRIBED = "unsubscribed"
+    COMPLAINED = "complained"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    REQUEUED = "requeued"
+    UNKNOWN = "unknown"
+    ACCOUNT_PAUSED = "account_paused"
+    ACCOUNT_RESUMED = "account_resumed"
+    ACCOUNT_DISABLED = "account_disabled"
+    CAMPAIGN_STARTED = "campaign_started"
+    CAMPAIGN_PAUSED = "campaign_paused"
+    CAMPAIGN_RESUMED = "campaign_resumed"
+    CAMPAIGN_CANCELLED = "campaign_cancelled"
+    CAMPAIGN_COMPLETED = "campaign_completed"
+    IMPORTED = "imported"
+
+
+class Event(Base):
+    """Append-only log. Rows are never updated; the recipient id is not a foreign key so
+    writes to the hot path stay cheap and history survives a deleted campaign."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_campaign_created", "campaign_id", "created_at"),
+        Index("ix_events_recipient", "recipient_id"),
+        Index("ix_events_account_created", "account_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL")
+    )
+    recipient_id: Mapped[int | None] = mapped_column(BigInteger)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = created_at_column()

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, created_at_column, updated_at_column
+
+
+class RecipientStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    UNSUBSCRIBED = "unsubscribed"
+    UNKNOWN = "unknown"
+
+
+# Waiting for the dispatcher (a deferred row is due again at next_attempt_at).
+DUE_STATUSES = (RecipientStatus.PENDING, RecipientStatus.DEFERRED)
+# Nothing more will happen to these without an operator.
+FINAL_STATUSES = frozenset(
+    {
+        RecipientStatus.SENT,
+        RecipientStatus.BOUNCED,
+        RecipientStatus.FAILED,
+        RecipientStatus.SUPPRESSED,
+        RecipientStatus.UNSUBSCRIBED,
+        RecipientStatus.UNKNOWN,
+    }
+)
+
+
+class Recipient(Base):
+    """The hot table: one row per (campaign, email); every status change is a CAS update."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "email", name="uq_recipients_campaign_email"),
+        # Counts by status per campaign (API, completion check).
+        Index("ix_recipients_campaign_status", "campaign_id", "status"),
+        # The dispatcher's scan: due rows, oldest first, only where work is waiting.
+        Index(
+            "ix_recipients_due",
+            "campaign_id",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'deferred')"),
+        ),
+        # Recovery's scan of in-flight rows.
+        Index(
+            "ix_recipients_in_flight",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('queued', 'sending')"),
+        ),
+        Index("ix_recipients_message_id", "message_id"),
+        Index("ix_recipients_email", "email"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), server_default=RecipientStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    # The reservation token written into the limiter windows, for release.
+    reservation: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    last_smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_smtp_text: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,162 @@
+"""Typed settings: the only place that reads the process environment.
+
+Names are the environment variables of DESIGN.md ("Settings"). Required values
+without a safe default (SECRET_KEY, CREDENTIALS_KEY, COMPANY_ADDRESS) stop the
+process at start-up with the variable's name; so do malformed values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_FREEMAIL_DOMAINS = (
+    "gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,msn.com,yahoo.com,"
+    "ymail.com,aol.com,icloud.com,me.com,mac.com,gmx.com,gmx.de,gmx.net,web.de,"
+    "mail.com,proton.me,protonmail.com,zoho.com,yandex.ru,yandex.com,mail.ru,"
+    "qq.com,163.com,free.fr,orange.fr,libero.it,t-online.de"
+)
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up when the environment is missing or malformed."""
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    sendfleet_env: Literal["development", "test", "production"] = "development"
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/sendfleet"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: SecretStr
+    credentials_key: SecretStr
+    public_base_url: str = "http://localhost:5000"
+    company_address: str
+    sandbox_smtp_url: str | None = None
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    sentry_dsn: SecretStr | None = None
+    dnsbl_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    limit_system_per_minute: int = Field(100, ge=0)
+    limit_account_per_minute: int = Field(10, ge=0)
+    limit_sending_domain_per_day: int = Field(2000, ge=0)
+    limit_recipient_domain_per_day: int = Field(20, ge=0)
+    limit_freemail_per_day: int = Field(1000, ge=0)
+    freemail_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: _csv(DEFAULT_FREEMAIL_DOMAINS)
+    )
+    dispatch_interval_seconds: float = Field(5, gt=0, le=3600)
+    dispatch_batch_size: int = Field(500, ge=1, le=20000)
+    send_group_size: int = Field(50, ge=1, le=1000)
+    retry_delays_seconds: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [300, 900, 3600]
+    )
+    warmup_start: int = Field(50, ge=1)
+    warmup_step: int = Field(50, ge=0)
+    failures_before_pause: int = Field(3, ge=1)
+    failure_pause_seconds: int = Field(86400, ge=60)
+    policy_pause_seconds: int = Field(86400, ge=60)
+    send_lease_seconds: int = Field(300, ge=5)
+    queued_stale_seconds: int = Field(300, ge=5)
+
+    smtp_timeout_seconds: float = Field(30, gt=0, le=600)
+    smtp_idle_seconds: float = Field(60, gt=0)
+
+    import_max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    import_max_rows: int = Field(1_000_000, ge=1)
+    import_check_mx: bool = False
+    import_error_limit: int = Field(100, ge=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("freemail_domains", "dnsbl_nameservers", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        parts = _csv(value)
+        return [p.lower() for p in parts] if isinstance(parts, list) else parts
+
+    @field_validator("retry_delays_seconds", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        return _csv(value)
+
+    @field_validator("retry_delays_seconds")
+    @classmethod
+    def _positive_delays(cls, value: list[int]) -> list[int]:
+        if not value or any(v <= 0 for v in value):
+            raise ValueError("must be a comma-separated list of positive seconds")
+        return value
+
+    @field_validator("credentials_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr) -> SecretStr:
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "must be a Fernet key (32 url-safe base64-encoded bytes); make one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("company_address")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty: every message carries the postal address")
+        return value.strip()
+
+    def is_freemail(self, domain: str) -> bool:
+        return domain in self.freemail_domains
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads the environment once; a bad or missing value exits naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            problem = "is required" if err["type"] == "missing" else err["msg"]
+            lines.append(f"  {name}: {problem}")
+        raise SettingsError("Sendfleet configuration error:\n" + "\n".join(lines)) from None

@@ -1,0 +1,196 @@
+"""Shared fixtures: a throwaway PostgreSQL database created and dropped by the run, migrated
+once with Alembic; Redis DB 13 flushed per test; real SMTP servers from tests/smtp_server.py.
+
+Isolation is by TRUNCATE after each test rather than a rolled-back outer transaction:
+the send pipeline's tests need real commits seen by other connections and other processes
+(SKIP LOCKED claims, a Celery worker, the CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.settings import Settings
+
+PG_ADMIN_DSN = os.environ.get("SENDFLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("SENDFLEET_TEST_REDIS", "redis://127.0.0.1:6379/13")
+TEST_DB_NAME = f"sendfleet_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def _admin_exec(sql: str) -> None:
+    conn = psycopg2.connect(PG_ADMIN_DSN)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    _admin_exec(f'CREATE DATABASE "{TEST_DB_NAME}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{TEST_DB_NAME}"
+    finally:
+        _admin_exec(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{TEST_DB_NAME}' AND pid <> pg_backend_pid()"
+        )
+        _admin_exec(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}"')
+
+
+@pytest.fixture(scope="session")
+def settings_env(database_url: str) -> dict[str, str]:
+    """The environment of a test deployment: used for Settings here and for subprocesses."""
+    return {
+        "SENDFLEET_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_TEST_URL,
+        "SECRET_KEY": "test-secret-key",
+        "CREDENTIALS_KEY": Fernet.generate_key().decode(),
+        "PUBLIC_BASE_URL": "https://sendfleet.test",
+        "COMPANY_ADDRESS": "Sendfleet Test Ltd, 1 Test Street, 10115 Berlin",
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(settings_env: dict[str, str]) -> Settings:
+    return Settings(**{k.lower(): v for k, v in settings_env.items()})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[Flask]:
+    from flask_migrate import upgrade
+
+    application = create_app(settings)
+    with application.app_context():
+        upgrade()
+    yield application
+    with application.app_context():
+        from app.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def table_names(app: Flask) -> list[str]:
+    from app.models import Base
+
+    return [t.name for t in Base.metadata.sorted_tables]
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test that touches the app starts from empty tables and an empty Redis DB."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app: Flask = request.getfixturevalue("app")
+    tables: list[str] = request.getfixturevalue("table_names")
+    redis_client = app.extensions["redis"]
+    redis_client.flushdb()
+    with app.app_context():
+        from app.extensions import db
+
+        db.session.remove()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    yield
+    with app.app_context():
+        db.session.remove()
+
+
+@pytest.fixture
+def app_context(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Any]:
+    """The app's session inside an app context, for service-level tests."""
+    from app.extensions import db
+
+    with app.app_context():
+        yield db.session
+        db.session.rollback()
+
+
+@pytest.fixture
+def redis_client(app: Flask) -> redis.Redis:
+    return app.extensions["redis"]
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+class ApiClient:
+    """A test client that sends `Authorization: Bearer <key>` on every request."""
+
+    def __init__(self, client: FlaskClient, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def _headers(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        headers.setdefault("Authorization", f"Bearer {self.key}")
+        return headers
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get(path, headers=self._headers(kwargs), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.client.post(path, headers=self._headers(kwargs), **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.client.put(path, headers=self._headers(kwargs), **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.client.patch(path, headers=self._headers(kwargs), **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.client.delete(path, headers=self._headers(kwargs), **kwargs)
+
+
+@pytest.fixture
+def api_key(app: Flask) -> str:
+    from app.api.auth import create_key
+    from app.db import unit_of_work
+
+    with app.app_context(), unit_of_work() as session:
+        _, key = create_key(session, "test")
+    return key
+
+
+@pytest.fixture
+def api(client: FlaskClient, api_key: str) -> ApiClient:
+    return ApiClient(client, api_key)
+
+
+@pytest.fixture
+def factory(app: Flask) -> Iterator[Any]:
+    from tests import factories
+
+    with app.app_context():
+        yield factories
