@@ -39,7 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_api(app)
     app.register_blueprint(public)
-    csrf.exempt("app.api")
     register_cli(app)
     _register_error_handlers(app)
     return app

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     sendfleet_env: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/sendfleet"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    celery_broker_url: str | None = None  # defaults to REDIS_URL
     secret_key: SecretStr
     credentials_key: SecretStr
     public_base_url: str = "http://localhost:5000"
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     )
     dispatch_interval_seconds: float = Field(5, gt=0, le=3600)
     dispatch_batch_size: int = Field(500, ge=1, le=20000)
+    dispatch_max_in_flight: int = Field(5000, ge=1)
     send_group_size: int = Field(50, ge=1, le=1000)
     retry_delays_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [300, 900, 3600]
@@ -69,8 +71,11 @@ class Settings(BaseSettings):
     failures_before_pause: int = Field(3, ge=1)
     failure_pause_seconds: int = Field(86400, ge=60)
     policy_pause_seconds: int = Field(86400, ge=60)
-    send_lease_seconds: int = Field(300, ge=5)
-    queued_stale_seconds: int = Field(300, ge=5)
+    send_lease_seconds: int = Field(300, ge=1)
+    queued_stale_seconds: int = Field(300, ge=1)
+    recovery_interval_seconds: float = Field(60, gt=0)
+    alert_dedup_seconds: int = Field(3600, ge=0)
+    unsubscribe_mailbox: str | None = None  # mailto target; default unsubscribe@<sending domain>
 
     smtp_timeout_seconds: float = Field(30, gt=0, le=600)
     smtp_idle_seconds: float = Field(60, gt=0)
@@ -124,10 +129,10 @@ class Settings(BaseSettings):
             value = "postgresql://" + value[len("postgres://") :]
         return value
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "celery_broker_url")
     @classmethod
-    def _redis_only(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL")
         return value
 

@@ -5,3 +5,6 @@ from __future__ import annotations
 from flask import Blueprint
 
 public = Blueprint("public", __name__, template_folder="templates")
+
+
+from app.public import unsubscribe  # noqa: E402,F401  (registers the routes)

@@ -1,0 +1,79 @@
+"""GET /limits, PUT/DELETE /limits/<scope>/<key>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from app.db import unit_of_work
+from app.services.limit_overrides import delete_override, effective_limits, set_override
+from rotator.limiter import Limiter
+
+blp = Blueprint("limits", __name__, description="Rate limits in force per scope, and overrides")
+
+SCOPE_NAMES = ["system", "account", "sending_domain", "recipient_domain"]
+
+
+class OverrideInSchema(Schema):
+    per_minute = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    per_day = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+
+
+class OverrideOutSchema(Schema):
+    scope = fields.String(required=True)
+    key = fields.String(required=True)
+    per_minute = fields.Integer(allow_none=True)
+    per_day = fields.Integer(allow_none=True)
+
+
+class UsedSchema(Schema):
+    minute = fields.Integer(required=True)
+    day = fields.Integer(required=True)
+
+
+class EffectiveLimitSchema(Schema):
+    key = fields.String(required=True)
+    per_minute = fields.Integer(allow_none=True)
+    per_day = fields.Integer(allow_none=True)
+    override = fields.Nested(OverrideInSchema, allow_none=True)
+    used = fields.Nested(UsedSchema, required=True)
+
+
+class ScopesSchema(Schema):
+    system = fields.List(fields.Nested(EffectiveLimitSchema))
+    account = fields.List(fields.Nested(EffectiveLimitSchema))
+    sending_domain = fields.List(fields.Nested(EffectiveLimitSchema))
+    recipient_domain = fields.List(fields.Nested(EffectiveLimitSchema))
+
+
+class LimitsSchema(Schema):
+    scopes = fields.Nested(ScopesSchema, required=True)
+    defaults = fields.Dict(required=True)
+
+
+@blp.route("")
+@blp.response(200, LimitsSchema)
+def list_limits() -> dict[str, Any]:
+    limiter = Limiter(current_app.extensions["redis"])
+    with unit_of_work() as session:
+        return effective_limits(session, current_app.extensions["settings"], limiter)
+
+
+@blp.route("/<string:scope>/<path:key>", methods=["PUT"])
+@blp.arguments(OverrideInSchema)
+@blp.response(200, OverrideOutSchema)
+@blp.alt_response(404, description="No such account")
+def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
+    with unit_of_work() as session:
+        return set_override(session, scope, key, body.get("per_minute"), body.get("per_day"))
+
+
+@blp.route("/<string:scope>/<path:key>", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(404, description="No override for this scope and key")
+def delete_limit(scope: str, key: str) -> None:
+    with unit_of_work() as session:
+        delete_override(session, scope, key)

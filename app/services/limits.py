@@ -1,0 +1,112 @@
+"""Effective rate limits: settings defaults, overridden per (scope, key) by the `limits` table,
+turned into the limiter's windows for one (account, recipient domain, campaign) send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Account, LimitOverride
+from app.settings import Settings
+from rotator.limiter import Scope, Window
+
+MINUTE = 60
+DAY = 86400
+SYSTEM_KEY = "*"
+
+
+@dataclass(frozen=True)
+class Limit:
+    per_minute: int | None
+    per_day: int | None
+
+
+@dataclass(frozen=True)
+class LimitTable:
+    """A snapshot of every limit in force; the dispatcher loads one per tick."""
+
+    settings: Settings
+    overrides: dict[tuple[str, str], Limit] = field(default_factory=dict)
+
+    def _override(self, scope: Scope, key: str) -> Limit | None:
+        return self.overrides.get((scope.value, key))
+
+    def system(self) -> Limit:
+        default = Limit(self.settings.limit_system_per_minute, None)
+        return _merge(default, self._override(Scope.SYSTEM, SYSTEM_KEY))
+
+    def account(self, account: Account) -> Limit:
+        cap_today = account.cap_today(self.settings.warmup_start, self.settings.warmup_step)
+        per_minute = account.per_minute_limit or self.settings.limit_account_per_minute
+        merged = _merge(Limit(per_minute, cap_today), self._override(Scope.ACCOUNT, str(account.id)))
+        # An override may lower the day cap, never lift it past the warm-up ramp.
+        per_day = cap_today if merged.per_day is None else min(merged.per_day, cap_today)
+        return Limit(merged.per_minute, per_day)
+
+    def sending_domain(self, domain: str) -> Limit:
+        default = Limit(None, self.settings.limit_sending_domain_per_day)
+        return _merge(default, self._override(Scope.SENDING_DOMAIN, domain))
+
+    def recipient_domain(self, domain: str) -> Limit:
+        per_day = (
+            self.settings.limit_freemail_per_day
+            if self.settings.is_freemail(domain)
+            else self.settings.limit_recipient_domain_per_day
+        )
+        return _merge(Limit(None, per_day), self._override(Scope.RECIPIENT_DOMAIN, domain))
+
+    def windows(
+        self,
+        *,
+        account: Account,
+        recipient_domain: str,
+        campaign_id: int | None = None,
+        campaign_daily_cap: int | None = None,
+    ) -> list[Window]:
+        """Every window one send must fit in, all reserved at once by the limiter."""
+        scoped = [
+            (Scope.SYSTEM, SYSTEM_KEY, self.system()),
+            (Scope.ACCOUNT, str(account.id), self.account(account)),
+            (Scope.SENDING_DOMAIN, account.sending_domain, self.sending_domain(account.sending_domain)),
+            (Scope.RECIPIENT_DOMAIN, recipient_domain, self.recipient_domain(recipient_domain)),
+        ]
+        if campaign_id is not None and campaign_daily_cap is not None:
+            scoped.append((Scope.CAMPAIGN, str(campaign_id), Limit(None, campaign_daily_cap)))
+        return [
+            window
+            for scope, key, limit in scoped
+            for window in _windows(scope, key, limit)
+        ]
+
+
+def _merge(default: Limit, override: Limit | None) -> Limit:
+    if override is None:
+        return default
+    return Limit(
+        override.per_minute if override.per_minute is not None else default.per_minute,
+        override.per_day if override.per_day is not None else default.per_day,
+    )
+
+
+def _windows(scope: Scope, key: str, limit: Limit) -> list[Window]:
+    windows = []
+    if limit.per_minute is not None:
+        windows.append(Window(scope, key, MINUTE, limit.per_minute))
+    if limit.per_day is not None:
+        windows.append(Window(scope, key, DAY, limit.per_day))
+    return windows
+
+
+def load_limits(session: Session, settings: Settings) -> LimitTable:
+    rows = session.execute(select(LimitOverride)).scalars()
+    return LimitTable(
+        settings=settings,
+        overrides={(r.scope, r.key): Limit(r.per_minute, r.per_day) for r in rows},
+    )
+
+
+def account_day_window(account: Account, settings: Settings) -> Window:
+    cap = account.cap_today(settings.warmup_start, settings.warmup_step)
+    return Window(Scope.ACCOUNT, str(account.id), DAY, cap)

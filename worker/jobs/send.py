@@ -1,0 +1,388 @@
+"""The send path: the recipients the dispatcher gave one account, sent over one pooled SMTP
+connection, each claimed on its own.
+
+For each recipient, in order:
+
+1. `queued -> sending` by a conditional UPDATE that also checks the campaign is running and
+   the account active; the Message-ID is stored with the claim and committed BEFORE any SMTP
+   (no row changed: a duplicate task or another worker got there first, do nothing);
+2. re-check suppression (in the same statement) and hand back rows that may not go;
+3. render the templates in the sandbox, build the message, send it;
+4. classify the reply and record the outcome with its event.
+
+The outcome of message k is written in the same transaction as the claim of message k+1,
+so there is one commit per message and at most one row per process is ever `sending`:
+a killed worker leaves at most one `unknown`, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from app.crypto import SecretBox
+from app.extensions import db
+from app.models import Account, AccountStatus, Campaign
+from app.services.limits import LimitTable, account_day_window, load_limits
+from app.services.unsubscribe import UnsubscribeTokens
+from app.settings import Settings
+from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
+from rotator.limiter import Limiter
+from rotator.message import HeaderInjection, MessageSpec, build_message, make_message_id
+from rotator.providers.base import Security
+from rotator.templates import TemplateError, compiled_for
+from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
+from worker.jobs.outcomes import Recorded, Sent, record
+
+log = logging.getLogger(__name__)
+
+CLAIM = text(
+    """
+    UPDATE recipients AS r
+    SET status = 'sending', sending_since = :now, updated_at = :now,
+        attempts = r.attempts + 1, message_id = :message_id
+    FROM campaigns AS c, accounts AS a
+    WHERE r.id = :id AND r.status = 'queued' AND r.account_id = :account_id
+      AND c.id = r.campaign_id AND c.status = 'running'
+      AND a.id = r.account_id AND a.status = 'active'
+    RETURNING r.campaign_id, r.email, r.domain, r.fields, r.attempts, r.reservation,
+        EXISTS (SELECT 1 FROM suppressions s
+                WHERE s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
+            AS suppressed
+    """
+)
+
+# A queued row that may not go now (campaign paused or cancelled, account left rotation):
+# back to the dispatcher. Returns what is needed to release its limiter reservation.
+HAND_BACK_QUEUED = text(
+    """
+    UPDATE recipients
+    SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
+        updated_at = :now
+    WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
+    RETURNING id, campaign_id, domain, reservation
+    """
+)
+
+SUPPRESS_CLAIMED = text(
+    """
+    WITH moved AS (
+        UPDATE recipients SET status = 'suppressed', sending_since = NULL, updated_at = :now
+        WHERE id = :id AND status = 'sending'
+        RETURNING id, campaign_id, account_id
+    )
+    INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
+    SELECT 'suppressed', campaign_id, id, account_id, '{"stage": "send"}'::jsonb FROM moved
+    """
+)
+
+_pool: SmtpPool | None = None
+_pool_pid: int | None = None
+
+
+def smtp_pool() -> SmtpPool:
+    """One pool per process (connections must never cross a fork)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        settings: Settings = current_app.extensions["settings"]
+        _pool = SmtpPool(idle_seconds=settings.smtp_idle_seconds)
+        _pool_pid = os.getpid()
+    return _pool
+
+
+@dataclass
+class BatchResult:
+    outcomes: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    handed_back: int = 0
+
+    def count(self, key: str) -> None:
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    sent: Sent
+    fields: dict[str, Any]
+    reservation: str | None
+    suppressed: bool
+
+
+def send_one(recipient_id: int) -> BatchResult:
+    """DESIGN's `send_message(recipient_id)`: the same path for a batch of one."""
+    account_id = db.session.execute(
+        text("SELECT account_id FROM recipients WHERE id = :id AND status = 'queued'"),
+        {"id": recipient_id},
+    ).scalar_one_or_none()
+    db.session.rollback()
+    if account_id is None:
+        return BatchResult(duplicates=1)
+    return send_batch(account_id, [recipient_id])
+
+
+def send_batch(account_id: int, recipient_ids: list[int]) -> BatchResult:
+    settings: Settings = current_app.extensions["settings"]
+    session = db.session
+    result = BatchResult()
+    sender = _Sender.load(session, settings, account_id)
+    if sender is None:
+        result.handed_back = _hand_back(session, settings, account_id, recipient_ids)
+        session.commit()
+        return result
+    pending: Callable[[], Recorded] | None = None
+    try:
+        for position, recipient_id in enumerate(recipient_ids):
+            recorded = pending() if pending else None
+            pending = None
+            if recorded is not None and recorded.stops_account:
+                session.commit()
+                result.handed_back = _hand_back(
+                    session, settings, account_id, recipient_ids[position:]
+                )
+                session.commit()
+                return result
+            claimed = sender.claim(recipient_id)
+            session.commit()  # the claim (and the previous outcome) is durable before SMTP
+            if claimed is None:
+                if _hand_back(session, settings, account_id, [recipient_id]):
+                    result.handed_back += 1
+                    session.commit()
+                    # The account left rotation or the campaign stopped: the rest waits too.
+                    result.handed_back += _hand_back(
+                        session, settings, account_id, recipient_ids[position + 1 :]
+                    )
+                    session.commit()
+                    return result
+                result.duplicates += 1
+                continue
+            if claimed.suppressed:
+                session.execute(SUPPRESS_CLAIMED, {"id": recipient_id, "now": _now()})
+                sender.release(claimed)
+                result.count("suppressed")
+                continue
+            pending = sender.deliver(claimed, result)
+        if pending is not None:
+            recorded = pending()
+            pending = None
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result
+
+
+class _Sender:
+    """Everything one batch needs about its account, loaded once."""
+
+    def __init__(self, session: Session, settings: Settings, account: Account) -> None:
+        from redis import Redis
+
+        self.session = session
+        self.settings = settings
+        self.account = account
+        redis: Redis = current_app.extensions["redis"]
+        self.limiter = Limiter(redis)
+        self.limits: LimitTable = load_limits(session, settings)
+        self.tokens = UnsubscribeTokens(
+            settings.secret_key.get_secret_value(), settings.public_base_url
+        )
+        self.endpoint = _endpoint(settings, account)
+        self.campaigns: dict[int, Campaign] = {}
+        self.mailbox = settings.unsubscribe_mailbox or f"unsubscribe@{account.sending_domain}"
+
+    @classmethod
+    def load(cls, session: Session, settings: Settings, account_id: int) -> _Sender | None:
+        account = session.get(Account, account_id)
+        if account is None or account.status != AccountStatus.ACTIVE.value:
+            return None
+        return cls(session, settings, account)
+
+    def claim(self, recipient_id: int) -> _Claimed | None:
+        message_id = make_message_id(self.account.sending_domain)
+        row = self.session.execute(
+            CLAIM,
+            {
+                "id": recipient_id,
+                "account_id": self.account.id,
+                "message_id": message_id,
+                "now": _now(),
+            },
+        ).first()
+        if row is None:
+            return None
+        return _Claimed(
+            sent=Sent(
+                recipient_id=recipient_id,
+                campaign_id=row.campaign_id,
+                email=row.email,
+                domain=row.domain,
+                attempts=row.attempts,
+                message_id=message_id,
+            ),
+            fields=row.fields or {},
+            reservation=row.reservation,
+            suppressed=row.suppressed,
+        )
+
+    def campaign(self, campaign_id: int) -> Campaign:
+        if campaign_id not in self.campaigns:
+            campaign = self.session.get(Campaign, campaign_id)
+            assert campaign is not None  # the claim joined it
+            self.campaigns[campaign_id] = campaign
+        return self.campaigns[campaign_id]
+
+    def deliver(self, claimed: _Claimed, result: BatchResult) -> Callable[[], Recorded]:
+        """Sends one claimed message; returns the write of its outcome, for the next commit."""
+        sent = claimed.sent
+        try:
+            data = self._build(claimed)
+        except (TemplateError, HeaderInjection) as exc:
+            reply = SmtpReply.from_error("template_error", str(exc)[:300])
+            verdict = Verdict(Outcome.FAILED, "template_error", account_failure=False)
+        else:
+            reply = smtp_pool().send(
+                str(self.account.id), self.endpoint, self.account.email, sent.email, data
+            )
+            verdict = classify_reply(reply, self.account.provider)
+        result.count(verdict.outcome.value)
+        log.info(
+            "send.outcome",
+            extra={
+                "account_id": self.account.id,
+                "campaign_id": sent.campaign_id,
+                "recipient_id": sent.recipient_id,
+                "recipient_domain": sent.domain,
+                "smtp_code": reply.code,
+                "outcome": verdict.outcome.value,
+                "reason": verdict.reason,
+            },
+        )
+        if verdict.outcome in (Outcome.ACCOUNT_PAUSED, Outcome.ACCOUNT_DISABLED):
+            self.release(claimed)
+            smtp_pool().close(str(self.account.id))
+        pause_until = self._quota_frees_at() if verdict.pause_until_window_frees else None
+
+        def write() -> Recorded:
+            return record(
+                self.session,
+                self.settings,
+                sent=sent,
+                account_id=self.account.id,
+                reply=reply,
+                verdict=verdict,
+                now=_now(),
+                pause_until_window_frees=pause_until,
+            )
+
+        return write
+
+    def _build(self, claimed: _Claimed) -> bytes:
+        sent = claimed.sent
+        campaign = self.campaign(sent.campaign_id)
+        token = self.tokens.token(sent.recipient_id)
+        unsubscribe_url = f"{self.settings.public_base_url}/u/{token}"
+        templates = compiled_for(campaign.subject, campaign.body_text, campaign.body_html)
+        rendered = templates.render(
+            {**claimed.fields, "email": sent.email, "unsubscribe_url": unsubscribe_url}
+        )
+        return build_message(
+            MessageSpec(
+                from_email=self.account.email,
+                from_name=campaign.from_name or self.account.from_name,
+                to_email=sent.email,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                unsubscribe_url=unsubscribe_url,
+                unsubscribe_mailto=f"mailto:{self.mailbox}?subject=unsubscribe-{token}",
+                company_address=self.settings.company_address,
+                message_id=sent.message_id,
+            )
+        )
+
+    def _quota_frees_at(self) -> datetime | None:
+        """A provider's daily quota is spent: pause until our own day window for the account
+        frees its oldest send (the provider counts a rolling day as well)."""
+        window = account_day_window(self.account, self.settings)
+        used = self.limiter.used([window])[0]
+        if used == 0:
+            return None
+        frees = self.limiter.frees_at(replace(window, limit=used))
+        return datetime.fromtimestamp(frees, UTC) if frees else None
+
+    def release(self, claimed: _Claimed) -> None:
+        """Gives back the limiter reservation of a message that never reached a server."""
+        if claimed.reservation is None:
+            return
+        campaign = self.campaign(claimed.sent.campaign_id)
+        windows = self.limits.windows(
+            account=self.account,
+            recipient_domain=claimed.sent.domain,
+            campaign_id=campaign.id,
+            campaign_daily_cap=campaign.daily_cap,
+        )
+        self.limiter.release(windows, claimed.reservation)
+
+
+def _hand_back(session: Session, settings: Settings, account_id: int, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    rows = session.execute(
+        HAND_BACK_QUEUED, {"ids": ids, "account_id": account_id, "now": _now()}
+    ).all()
+    if not rows:
+        return 0
+    account = session.get(Account, account_id)
+    if account is not None:
+        from redis import Redis
+
+        redis: Redis = current_app.extensions["redis"]
+        limiter = Limiter(redis)
+        limits = load_limits(session, settings)
+        caps = dict(
+            session.execute(
+                select(Campaign.id, Campaign.daily_cap).where(
+                    Campaign.id.in_({r.campaign_id for r in rows})
+                )
+            ).all()
+        )
+        for row in rows:
+            if row.reservation:
+                windows = limits.windows(
+                    account=account,
+                    recipient_domain=row.domain,
+                    campaign_id=row.campaign_id,
+                    campaign_daily_cap=caps.get(row.campaign_id),
+                )
+                limiter.release(windows, row.reservation)
+    return len(rows)
+
+
+def _endpoint(settings: Settings, account: Account) -> SmtpEndpoint:
+    if settings.sandbox_smtp_url:
+        return endpoint_from_url(settings.sandbox_smtp_url)
+    password = None
+    if account.secret_encrypted is not None:
+        password = SecretBox(settings.credentials_key.get_secret_value()).decrypt(
+            account.secret_encrypted
+        )
+    return SmtpEndpoint(
+        host=account.host,
+        port=account.port,
+        security=Security(account.security),
+        username=account.username,
+        password=password,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
