@@ -1,0 +1,140 @@
+-- Sliding-window limiter: every window is a sorted set of reservation tokens
+-- scored by time in integer microseconds (exact in a Lua double until 2255).
+-- A window holds at most `limit` members scored within its last `span` us.
+--
+-- KEYS[i]   the sorted set of window i
+-- ARGV[1]   op: "reserve" | "release" | "used" | "frees"
+-- ARGV[2]   now in microseconds, or "" to use the Redis clock (one clock for all nodes)
+-- ARGV[3]   spans of the windows in microseconds, comma-separated, one per key
+-- then, by op (numbers travel as comma-separated strings: far fewer arguments
+-- to pack than one per number, which dominated the round trip):
+--   reserve: ARGV[4] token prefix, ARGV[5] first token number,
+--            ARGV[6] slots "key,limit,key,limit,..." (a slot is one window check),
+--            ARGV[7] requests "w,slot,...,slot,w,slot,..." (w = slots in the request)
+--            -> per request: allowed (0/1), wait us, refusing slot position (0-based, -1)
+--            token of request n (1-based) = prefix .. (first + n - 1)
+--   release: ARGV[4] token               -> {}
+--   used:    (nothing)                   -> per key: live count
+--   frees:   ARGV[4] limit (KEYS[1])     -> us when it has room again, or -1
+local op = ARGV[1]
+local now
+if ARGV[2] == "" then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[2])
+end
+
+local function numbers(s)
+  local out = {}
+  for n in string.gmatch(s, "-?%d+") do out[#out + 1] = tonumber(n) end
+  return out
+end
+
+local nkeys = #KEYS
+local span = numbers(ARGV[3])
+
+local live = {}     -- members in window i now, counting this call's pending adds
+local pending = {}  -- members reserved in this call, not yet written (score = now)
+local touched = {}
+
+local function load(i)
+  local c = live[i]
+  if c == nil then
+    redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", now - span[i])
+    c = redis.call("ZCARD", KEYS[i])
+    live[i] = c
+    pending[i] = {}
+  end
+  return c
+end
+
+-- Writes window i's pending members: one ZADD per key per call, chunked below
+-- Lua's C stack limit for unpack.
+local function flush(i)
+  local p = pending[i]
+  if p == nil or #p == 0 then return end
+  local args = {}
+  for j = 1, #p do
+    args[#args + 1] = now
+    args[#args + 1] = p[j]
+    if #args >= 4000 then
+      redis.call("ZADD", KEYS[i], unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call("ZADD", KEYS[i], unpack(args)) end
+  pending[i] = {}
+  touched[i] = true
+end
+
+-- Microseconds until window i holds fewer than `limit` members: the member at rank
+-- (count - limit) must leave. Pending members are written first so ranks are exact.
+local function wait_for(i, limit)
+  if limit <= 0 then return span[i] end
+  flush(i)
+  local rank = live[i] - limit
+  local e = redis.call("ZRANGE", KEYS[i], rank, rank, "WITHSCORES")
+  return tonumber(e[2]) + span[i] - now
+end
+
+if op == "reserve" then
+  local prefix, first = ARGV[4], tonumber(ARGV[5])
+  local slots = numbers(ARGV[6])
+  local req = numbers(ARGV[7])
+  local out = {}
+  local pos, n = 1, 0
+  while pos <= #req do
+    local w = req[pos]
+    local base = pos + 1
+    local allowed = true
+    for j = base, base + w - 1 do
+      local s = 2 * req[j] - 1
+      local limit = slots[s + 1]
+      if limit <= 0 or load(slots[s]) >= limit then allowed = false end
+    end
+    if allowed then
+      local token = prefix .. string.format("%d", first + n)
+      for j = base, base + w - 1 do
+        local i = slots[2 * req[j] - 1]
+        local p = pending[i]
+        p[#p + 1] = token
+        live[i] = live[i] + 1
+      end
+      out[#out + 1] = 1; out[#out + 1] = 0; out[#out + 1] = -1
+    else
+      local worst, worst_j = -1, -1
+      for j = base, base + w - 1 do
+        local s = 2 * req[j] - 1
+        local i, limit = slots[s], slots[s + 1]
+        if limit <= 0 or live[i] >= limit then
+          local wait = wait_for(i, limit)
+          if wait > worst then worst, worst_j = wait, j - base end
+        end
+      end
+      out[#out + 1] = 0; out[#out + 1] = worst; out[#out + 1] = worst_j
+    end
+    pos = base + w
+    n = n + 1
+  end
+  for i = 1, nkeys do
+    flush(i)
+    if touched[i] then redis.call("PEXPIRE", KEYS[i], math.ceil(span[i] / 1000)) end
+  end
+  return out
+elseif op == "release" then
+  local token = ARGV[4]
+  for i = 1, nkeys do redis.call("ZREM", KEYS[i], token) end
+  return {}
+elseif op == "used" then
+  local out = {}
+  for i = 1, nkeys do out[i] = load(i) end
+  return out
+elseif op == "frees" then
+  local limit = tonumber(ARGV[4])
+  if limit > 0 and load(1) < limit then return -1 end
+  if limit <= 0 then return now + span[1] end
+  load(1)
+  return now + wait_for(1, limit)
+end
+return redis.error_reply("limiter.lua: unknown op " .. tostring(op))

@@ -1,0 +1,155 @@
+"""Four-scope sliding-window rate limiter: one Lua script, all or nothing, in Redis.
+
+"Sliding" means: never more than `limit` reservations in ANY `seconds`-long
+interval. A reservation made at t counts until t + seconds (exclusive), so a
+refused caller can retry exactly `retry_after` seconds later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import redis
+
+_SCRIPT = (Path(__file__).with_name("limiter.lua")).read_text(encoding="utf-8")
+_US = 1_000_000
+
+
+class Scope(StrEnum):
+    SYSTEM = "system"
+    ACCOUNT = "account"
+    SENDING_DOMAIN = "sending_domain"
+    RECIPIENT_DOMAIN = "recipient_domain"
+    CAMPAIGN = "campaign"
+
+
+@dataclass(frozen=True)
+class Window:
+    scope: Scope
+    key: str
+    seconds: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: float
+    refused: Window | None
+    token: str
+
+
+class Limiter:
+    def __init__(self, redis: redis.Redis, prefix: str = "sf:lim") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._script = redis.register_script(_SCRIPT)
+        # Tokens only need to be unique among live members of one window:
+        # a random per-instance prefix plus a counter is unique across processes.
+        self._token_prefix = os.urandom(6).hex() + "."
+        self._next_token = 1
+
+    def reserve(self, windows: Sequence[Window], *, now: float | None = None) -> Decision:
+        return self.reserve_many([windows], now=now)[0]
+
+    def reserve_many(
+        self, requests: Sequence[Sequence[Window]], *, now: float | None = None
+    ) -> list[Decision]:
+        """Reserve for each request in order, in one round trip.
+
+        Each request is all-or-nothing on its own; a later request sees the
+        reservations of the earlier ones in the same call.
+        """
+        if not requests:
+            return []
+        keys: list[str] = []
+        spans: list[int] = []
+        key_index: dict[tuple[Scope, str, int], int] = {}
+        slots: list[int] = []
+        slot_index: dict[Window, int] = {}
+        body: list[int] = []
+        plans: list[list[Window]] = []
+        for windows in requests:
+            binding = _binding_windows(windows)
+            plans.append(binding)
+            body.append(len(binding))
+            for w in binding:
+                s = slot_index.get(w)
+                if s is None:
+                    ident = (w.scope, w.key, w.seconds)
+                    i = key_index.get(ident)
+                    if i is None:
+                        i = key_index[ident] = len(keys) + 1
+                        keys.append(self._key(w))
+                        spans.append(w.seconds * _US)
+                    slots.append(i)
+                    slots.append(w.limit)
+                    s = slot_index[w] = len(slot_index) + 1
+                body.append(s)
+        first = self._next_token
+        self._next_token += len(requests)
+        raw = self._run(
+            "reserve", keys, spans, [self._token_prefix, first, _csv(slots), _csv(body)], now
+        )
+        decisions: list[Decision] = []
+        for n, binding in enumerate(plans):
+            allowed, wait_us, refused_at = raw[3 * n], raw[3 * n + 1], raw[3 * n + 2]
+            if allowed:
+                decisions.append(Decision(True, 0.0, None, f"{self._token_prefix}{first + n}"))
+            else:
+                refused = binding[refused_at] if refused_at >= 0 else None
+                decisions.append(Decision(False, max(wait_us, 0) / _US, refused, ""))
+        return decisions
+
+    def release(self, windows: Sequence[Window], token: str) -> None:
+        """Give a reservation back (the message was never attempted)."""
+        if not windows or not token:
+            return
+        unique = {(w.scope, w.key, w.seconds): w for w in windows}.values()
+        keys = [self._key(w) for w in unique]
+        self._run("release", keys, [w.seconds * _US for w in unique], [token], None)
+
+    def used(self, windows: Sequence[Window], *, now: float | None = None) -> list[int]:
+        if not windows:
+            return []
+        keys = [self._key(w) for w in windows]
+        counts = self._run("used", keys, [w.seconds * _US for w in windows], [], now)
+        return [int(c) for c in counts]
+
+    def frees_at(self, window: Window, *, now: float | None = None) -> float | None:
+        """Epoch seconds when the window next has room; None when it has room now."""
+        at = self._run("frees", [self._key(window)], [window.seconds * _US], [window.limit], now)
+        return None if int(at) < 0 else int(at) / _US
+
+    def _key(self, w: Window) -> str:
+        return f"{self._prefix}:{w.scope.value}:{w.key}:{w.seconds}"
+
+    def _run(
+        self, op: str, keys: list[str], spans: list[int], body: list[Any], now: float | None
+    ) -> Any:
+        clock = "" if now is None else round(now * _US)
+        return self._script(keys=keys, args=[op, clock, _csv(spans), *body])
+
+
+def _csv(numbers: list[int]) -> str:
+    return ",".join(map(str, numbers))
+
+
+def _binding_windows(windows: Sequence[Window]) -> list[Window]:
+    """One window per sorted set: when a request names the same set twice, the
+    smaller limit is the one that binds (and a token is added to a set once)."""
+    seen: dict[tuple[Scope, str, int], Window] = {}
+    for w in windows:
+        ident = (w.scope, w.key, w.seconds)
+        kept = seen.get(ident)
+        if kept is None or w.limit < kept.limit:
+            seen[ident] = w
+    if len(seen) == len(windows):
+        return list(windows)
+    return list(seen.values())
