@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db)
     login.init_app(app)
+    from app import users  # noqa: F401  (registers the Flask-Login user loader)
     csrf.init_app(app)
 
     register_api(app)

@@ -194,3 +194,25 @@ def factory(app: Flask) -> Iterator[Any]:
 
     with app.app_context():
         yield factories
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, scriptable to answer 421, 535, 550 ..."""
+    from tests.smtp_server import ScriptedSMTPServer
+
+    with ScriptedSMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_servers() -> Iterator[list[Any]]:
+    """Three SMTP servers, one per sender account of a pool."""
+    from tests.smtp_server import ScriptedSMTPServer
+
+    servers = [ScriptedSMTPServer().start() for _ in range(3)]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

@@ -17,7 +17,7 @@ _seq = itertools.count(1)
 
 def create_account(**overrides: Any) -> Account:
     n = next(_seq)
-    password = overrides.pop("password", "secret")
+    password = overrides.pop("password", None)
     settings = current_app.extensions["settings"]
     values: dict[str, Any] = {
         "name": f"account-{n}",
@@ -26,7 +26,7 @@ def create_account(**overrides: Any) -> Account:
         "host": "127.0.0.1",
         "port": 2525,
         "security": "none",
-        "username": f"sender{n}",
+        "username": None,
         "daily_limit": 1000,
         "warmup_enabled": False,
         "tags": [],
