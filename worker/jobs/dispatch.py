@@ -210,7 +210,9 @@ def run_dispatch() -> DispatchResult:
     settings: Settings = current_app.extensions["settings"]
     redis: Redis = current_app.extensions["redis"]
     budget = max(settings.dispatch_interval_seconds, 2.0)
-    lock = RedisLock(redis, "dispatch", ttl_seconds=budget * 3 + 30)
+    # A pass stops claiming after `budget`; the TTL only matters when a worker dies holding
+    # the lock, and then it is how long dispatching pauses.
+    lock = RedisLock(redis, "dispatch", ttl_seconds=budget + 10)
     if not lock.acquire():
         return DispatchResult(skipped=True)
     try:
