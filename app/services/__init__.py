@@ -1,0 +1,1 @@
+"""Domain services: take a Session, never commit (the caller owns the transaction)."""
