@@ -1,0 +1,502 @@
+"""Recipient imports (CSV upload or JSON list) into a campaign: one transaction, all valid
+rows or none. The caller owns the transaction (app.db.unit_of_work); nothing here commits.
+
+How an import runs, and why this way (1,000,000 rows in well under 20 s with the
+importer's memory flat):
+
+1. The campaign row is locked (FOR NO KEY UPDATE: recipients' foreign-key checks
+   still pass) so two imports into one campaign, or an import and a cancel, take
+   turns and the report's figures stay exact.
+2. Python streams the input once: decoding and CSV parsing (csv_reader), address
+   validation (addresses; per-domain cache). Invalid rows are counted here and the
+   first `import_error_limit` of them kept; nothing else about a row outlives it.
+3. Valid rows stream through COPY into a temporary staging table with their row
+   number; CSV cells go in as text columns and PostgreSQL builds the JSONB fields,
+   which is cheaper than json.dumps per row.
+4. PostgreSQL finds the rest, so Python never holds a set of a million addresses:
+   one pass over the staging table (a window over email) yields the small table of
+   rejected rows: later occurrences of an address in the file, addresses already in
+   the campaign, suppressed addresses and domains. Counts and the first errors come
+   from that table.
+5. One `INSERT ... SELECT ... ON CONFLICT (campaign_id, email) DO NOTHING` adds the
+   rest as `pending`. Under the campaign lock nothing can conflict; if something
+   did, it would be counted as a duplicate all the same.
+6. The campaign's field_names become the sorted union with this import's, and one
+   `imported` event records the counts (never an address).
+
+Precedence when a row has several problems: invalid, then duplicate (in the file,
+then already in the campaign), then suppressed. Every non-blank data row ends up in
+exactly one of imported / invalid / duplicate / suppressed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Final
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound, PayloadTooLarge
+from app.models import Campaign, CampaignStatus, Event, EventType
+from app.services.addresses import AddressValidator, ValidAddress
+from app.services.csv_reader import CsvSource, Header, field_name, is_email_header
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
+COPY_READ_SIZE: Final = 1 << 18
+ERROR_EMAIL_CHARS: Final = 320
+# Sorting a million staged addresses in memory rather than on disk; LOCAL, so only
+# for this transaction.
+WORK_MEM: Final = "128MB"
+
+_NULL: Final = "\\N"
+_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
+# Whitespace trimmed from CSV cells by PostgreSQL when it builds the fields.
+_TRIM: Final = " \t\r\n\u00a0"
+
+
+@dataclass
+class RowError:
+    row: int
+    email: str | None
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    imported: int
+    rejected: dict[str, int]  # exactly "invalid", "duplicate", "suppressed"
+    errors: list[RowError]  # the first settings.import_error_limit, by row
+    field_names: list[str]  # every field name this import saw, sorted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "rejected": dict(self.rejected),
+            "errors": [{"row": e.row, "email": e.email, "reason": e.reason} for e in self.errors],
+        }
+
+
+def import_csv(
+    session: Session, campaign_id: int, stream: BinaryIO, settings: Settings
+) -> ImportReport:
+    """Adds the CSV's valid rows to the campaign as pending recipients.
+
+    :raises NotFound: no such campaign (field "campaign").
+    :raises InvalidInput: the campaign is completed or cancelled (field "campaign"); the
+        file is empty, header-only, binary, has no or two email columns, or two columns
+        that become one field name (field "file").
+    :raises PayloadTooLarge: over import_max_bytes or import_max_rows (field "file").
+    """
+    _lock_campaign(session, campaign_id)
+    source = CsvSource(stream, max_bytes=settings.import_max_bytes)
+    header = source.read_header()
+    tally = _Tally(settings.import_error_limit)
+    validator = AddressValidator(check_mx=settings.import_check_mx)
+    staging = _Staging(session, text_columns=len(header.names))
+    staging.copy(_csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
+    if tally.rows == 0:
+        raise InvalidInput("the file has a header row but no data rows", field="file")
+    fields_sql = _csv_fields_sql(header)
+    report = _finish(session, campaign_id, staging, tally, fields_sql, header.field_names)
+    log.info(
+        "import.csv",
+        extra={
+            "campaign_id": campaign_id,
+            "rows": tally.rows,
+            "bytes": source.bytes_read,
+            "delimiter": source.delimiter,
+            "fast_path": validator.fast,
+            "slow_path": validator.slow,
+        },
+    )
+    return report
+
+
+def import_rows(
+    session: Session,
+    campaign_id: int,
+    rows: Iterable[Mapping[str, Any]],
+    settings: Settings,
+) -> ImportReport:
+    """Adds JSON recipients `[{email, ...fields}]`; row numbers are 1-based list positions.
+
+    Keys are normalised like CSV headers ("First Name" -> first_name). Field values
+    must be strings, numbers, booleans or null; empty strings and nulls are left out.
+
+    :raises NotFound, InvalidInput: as import_csv, but the field for bad rows is
+        "recipients" (not an object, two keys that become one name, a nested value).
+    :raises PayloadTooLarge: more than import_max_rows rows (field "recipients").
+    """
+    _lock_campaign(session, campaign_id)
+    tally = _Tally(settings.import_error_limit)
+    validator = AddressValidator(check_mx=settings.import_check_mx)
+    names: set[str] = set()
+    staging = _Staging(session, text_columns=0)
+    staging.copy(_json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
+    if tally.rows == 0:
+        raise InvalidInput("no recipients given", field="recipients")
+    return _finish(session, campaign_id, staging, tally, "s.fields", sorted(names))
+
+
+@dataclass
+class _Tally:
+    error_limit: int
+    rows: int = 0
+    invalid: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def reject(self, row: int, email: str | None, reason: str) -> None:
+        self.invalid += 1
+        if len(self.errors) < self.error_limit:
+            self.errors.append(RowError(row, _shown(email), reason))
+
+
+def _lock_campaign(session: Session, campaign_id: int) -> None:
+    session.flush()
+    status = session.execute(
+        select(Campaign.status).where(Campaign.id == campaign_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
+    if status is None:
+        raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
+    if status in CLOSED_STATUSES:
+        raise InvalidInput(
+            f"campaign {campaign_id} is {status}; recipients can no longer be added",
+            field="campaign",
+        )
+
+
+def _csv_copy_lines(
+    source: CsvSource,
+    header: Header,
+    validator: AddressValidator,
+    tally: _Tally,
+    max_rows: int,
+) -> Iterator[str]:
+    """COPY text lines for the valid rows: row_no, address columns, then every cell."""
+    width = len(header.names)
+    email_index = header.email_index
+    check = validator.check
+    for row_no, cells in source.rows():
+        tally.rows += 1
+        if tally.rows > max_rows:
+            raise PayloadTooLarge(
+                f"the file has more than {max_rows:,} data rows, the import limit", field="file"
+            )
+        if len(cells) != width:
+            if len(cells) > width:
+                if "".join(cells[width:]).strip():
+                    tally.reject(
+                        row_no,
+                        cells[email_index].strip(),
+                        f"the row has {len(cells)} values but the header has {width} columns",
+                    )
+                    continue
+                cells = cells[:width]
+            else:
+                cells = cells + [""] * (width - len(cells))
+        raw = cells[email_index].strip()
+        if not raw:
+            tally.reject(row_no, None, "no email address")
+            continue
+        address = check(raw)
+        if isinstance(address, str):
+            tally.reject(row_no, raw, address)
+            continue
+        joined = "\t".join(cells)
+        if (
+            joined.count("\t") != width - 1
+            or "\\" in joined
+            or "\n" in joined
+            or "\r" in joined
+        ):
+            joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
+        yield f"{row_no}\t{_address_columns(address)}\t{joined}\n"
+
+
+def _json_copy_lines(
+    rows: Iterable[Mapping[str, Any]],
+    validator: AddressValidator,
+    tally: _Tally,
+    max_rows: int,
+    names: set[str],
+) -> Iterator[str]:
+    """COPY text lines for the valid rows: row_no, address columns, fields as JSON."""
+    for row_no, row in enumerate(rows, 1):
+        tally.rows += 1
+        if tally.rows > max_rows:
+            raise PayloadTooLarge(
+                f"more than {max_rows:,} recipients, the import limit", field="recipients"
+            )
+        raw, fields = _json_row(row_no, row)
+        names.update(fields)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            tally.reject(row_no, None, "no email address")
+            continue
+        if not isinstance(raw, str):
+            tally.reject(row_no, None, "the email address must be a string")
+            continue
+        raw = raw.strip()
+        address = validator.check(raw)
+        if isinstance(address, str):
+            tally.reject(row_no, raw, address)
+            continue
+        kept = {k: v for k, v in fields.items() if v is not None and v != ""}
+        document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+        # json.dumps escapes every control character; only its backslashes need COPY escapes.
+        yield f"{row_no}\t{_address_columns(address)}\t{document.replace(chr(92), chr(92) * 2)}\n"
+
+
+def _json_row(row_no: int, row: Mapping[str, Any]) -> tuple[object, dict[str, Any]]:
+    """(the email value, the other fields under normalised names) of one JSON recipient."""
+    where = f"recipients row {row_no}"
+    if not isinstance(row, Mapping):
+        raise InvalidInput(f"{where} must be an object", field="recipients")
+    email: object = None
+    email_key: str | None = None
+    fields: dict[str, Any] = {}
+    originals: dict[str, str] = {}
+    for key, value in row.items():
+        if not isinstance(key, str) or not key.strip():
+            raise InvalidInput(f"{where} has an empty key", field="recipients")
+        name = field_name(key, 0)
+        if is_email_header(name):
+            if email_key is not None:
+                raise InvalidInput(
+                    f"{where} has two email keys ({email_key!r} and {key!r})", field="recipients"
+                )
+            email, email_key = value, key
+            continue
+        if name in originals:
+            raise InvalidInput(
+                f"{where}: keys {originals[name]!r} and {key!r} both become the field {name!r}",
+                field="recipients",
+            )
+        originals[name] = key
+        fields[name] = _field_value(where, key, value)
+    return email, fields
+
+
+def _field_value(where: str, key: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{where}: {key!r} is not a finite number", field="recipients")
+        return value
+    if isinstance(value, str):
+        if _BAD_TEXT.search(value):
+            raise InvalidInput(
+                f"{where}: {key!r} contains a NUL or an invalid Unicode character",
+                field="recipients",
+            )
+        return value.strip()
+    raise InvalidInput(
+        f"{where}: {key!r} must be a string, a number, a boolean or null", field="recipients"
+    )
+
+
+def _address_columns(address: ValidAddress) -> str:
+    """email, domain, ascii_domain, ascii_email as COPY text (NULL when same as Unicode).
+
+    A valid address holds no backslash, tab or line break: nothing to escape."""
+    if address.ascii_domain == address.domain:
+        return f"{address.email}\t{address.domain}\t{_NULL}\t{_NULL}"
+    ascii_email = address.email[: -len(address.domain)] + address.ascii_domain
+    return f"{address.email}\t{address.domain}\t{address.ascii_domain}\t{ascii_email}"
+
+
+def _csv_fields_sql(header: Header) -> str:
+    """JSONB of a staged CSV row's non-empty, trimmed cells under their field names."""
+    columns = [f"c{i + 1}" for i in range(len(header.names)) if i != header.email_index]
+    if not columns:
+        return "'{}'::jsonb"
+    names = ", ".join(_sql_literal(header.names[int(c[1:]) - 1]) for c in columns)
+    values = ", ".join(f"NULLIF(btrim(s.{c}, {_sql_literal(_TRIM)}), '')" for c in columns)
+    return f"jsonb_strip_nulls(jsonb_object(ARRAY[{names}]::text[], ARRAY[{values}]::text[]))"
+
+
+def _sql_literal(value: str) -> str:
+    # Field names come from the file: quoted as standard SQL literals, never interpolated raw.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _shown(email: str | None) -> str | None:
+    if email is None or len(email) <= ERROR_EMAIL_CHARS:
+        return email
+    return email[:ERROR_EMAIL_CHARS] + "…"
+
+
+class _CopySource:
+    """A read()-able face on a generator of COPY lines, for psycopg2's copy_expert.
+
+    psycopg2 turns an exception raised by read() into QueryCanceled; the original is
+    kept here so the caller sees the domain error (PayloadTooLarge, InvalidInput)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.error: BaseException | None = None
+
+    def read(self, size: int = COPY_READ_SIZE) -> str:
+        parts: list[str] = []
+        total = 0
+        try:
+            for line in self._lines:
+                parts.append(line)
+                total += len(line)
+                if total >= size:
+                    break
+        except BaseException as exc:
+            self.error = exc
+            raise
+        return "".join(parts)
+
+
+class _Staging:
+    """The import's temporary tables, dropped at commit (or now, by `drop`)."""
+
+    def __init__(self, session: Session, *, text_columns: int) -> None:
+        self.session = session
+        suffix = uuid.uuid4().hex[:12]
+        self.table = f"import_staging_{suffix}"
+        self.rejected = f"import_rejected_{suffix}"
+        self.text_columns = [f"c{i}" for i in range(1, text_columns + 1)]
+        extra = "".join(f", {c} text" for c in self.text_columns)
+        session.execute(
+            text(
+                f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, email text NOT NULL, "
+                "domain text NOT NULL, ascii_domain text, ascii_email text, fields jsonb"
+                f"{extra}) ON COMMIT DROP"
+            )
+        )
+
+    def copy(self, lines: Iterator[str]) -> None:
+        import psycopg2
+
+        columns = ["row_no", "email", "domain", "ascii_domain", "ascii_email"]
+        columns += self.text_columns or ["fields"]
+        source = _CopySource(lines)
+        dbapi = self.session.connection().connection.driver_connection
+        assert dbapi is not None
+        with dbapi.cursor() as cursor:
+            try:
+                cursor.copy_expert(
+                    f"COPY {self.table} ({', '.join(columns)}) FROM STDIN", source, COPY_READ_SIZE
+                )
+            except psycopg2.Error:
+                if source.error is not None:
+                    raise source.error from None
+                raise
+
+    def drop(self) -> None:
+        self.session.execute(text(f"DROP TABLE IF EXISTS {self.table}, {self.rejected}"))
+
+
+def _finish(
+    session: Session,
+    campaign_id: int,
+    staging: _Staging,
+    tally: _Tally,
+    fields_sql: str,
+    field_names: list[str],
+) -> ImportReport:
+    """Steps 4-6 of the module docstring, on the staged valid rows."""
+    stg, rej = staging.table, staging.rejected
+    execute = session.execute
+    execute(text(f"ANALYZE {stg}"))
+    execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    execute(
+        text(
+            f"""
+            CREATE TEMP TABLE {rej} ON COMMIT DROP AS
+            SELECT r.row_no, r.email,
+                   CASE WHEN r.row_no <> r.first_row OR ex.id IS NOT NULL
+                        THEN 'duplicate' ELSE 'suppressed' END AS kind,
+                   CASE WHEN r.row_no <> r.first_row THEN 'duplicate of row ' || r.first_row
+                        WHEN ex.id IS NOT NULL THEN 'already in this campaign'
+                        WHEN se.id IS NOT NULL OR sea.id IS NOT NULL
+                            THEN 'the address is suppressed'
+                        ELSE 'the domain ' || r.domain || ' is suppressed' END AS reason
+            FROM (
+                SELECT row_no, email, domain, ascii_domain, ascii_email,
+                       min(row_no) OVER (PARTITION BY email) AS first_row
+                FROM {stg}
+            ) r
+            LEFT JOIN recipients ex ON ex.campaign_id = :campaign_id AND ex.email = r.email
+            LEFT JOIN suppressions se ON se.kind = 'email' AND se.value = r.email
+            LEFT JOIN suppressions sea ON sea.kind = 'email' AND sea.value = r.ascii_email
+            LEFT JOIN suppressions sd ON sd.kind = 'domain' AND sd.value = r.domain
+            LEFT JOIN suppressions sda ON sda.kind = 'domain' AND sda.value = r.ascii_domain
+            WHERE r.row_no <> r.first_row OR ex.id IS NOT NULL OR se.id IS NOT NULL
+               OR sea.id IS NOT NULL OR sd.id IS NOT NULL OR sda.id IS NOT NULL
+            """
+        ),
+        {"campaign_id": campaign_id},
+    )
+    counts: dict[str, int] = {
+        kind: n for kind, n in execute(text(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"))
+    }
+    rejected_errors = [
+        RowError(row, email, reason)
+        for row, email, reason in execute(
+            text(f"SELECT row_no, email, reason FROM {rej} ORDER BY row_no LIMIT :n"),
+            {"n": tally.error_limit},
+        )
+    ]
+    staged = execute(text(f"SELECT count(*) FROM {stg}")).scalar_one()
+    inserted: int = execute(  # type: ignore[attr-defined]  # a CursorResult
+        text(
+            f"""
+            INSERT INTO recipients (campaign_id, email, domain, fields, status)
+            SELECT :campaign_id, s.email, s.domain, {fields_sql}, 'pending'
+            FROM {stg} s
+            WHERE NOT EXISTS (SELECT 1 FROM {rej} x WHERE x.row_no = s.row_no)
+            ON CONFLICT (campaign_id, email) DO NOTHING
+            """
+        ),
+        {"campaign_id": campaign_id},
+    ).rowcount
+    staging.drop()
+
+    duplicate = counts.get("duplicate", 0)
+    suppressed = counts.get("suppressed", 0)
+    # Only a concurrent writer that bypassed the campaign lock could make this non-zero.
+    duplicate += staged - duplicate - suppressed - inserted
+    rejected = {"invalid": tally.invalid, "duplicate": duplicate, "suppressed": suppressed}
+
+    execute(
+        text(
+            "UPDATE campaigns SET updated_at = now(), field_names = ARRAY("
+            'SELECT DISTINCT name COLLATE "C" FROM unnest(field_names || CAST(:names AS text[])) '
+            "AS name ORDER BY 1) WHERE id = :campaign_id"
+        ),
+        {"names": field_names, "campaign_id": campaign_id},
+    )
+    _expire_campaign(session, campaign_id)
+    execute(
+        insert(Event).values(
+            type=EventType.IMPORTED.value,
+            campaign_id=campaign_id,
+            data={"imported": inserted, "rejected": rejected, "rows": tally.rows},
+        )
+    )
+    errors = sorted(tally.errors + rejected_errors, key=lambda e: e.row)[: tally.error_limit]
+    return ImportReport(inserted, rejected, errors, sorted(field_names))
+
+
+def _expire_campaign(session: Session, campaign_id: int) -> None:
+    """A Campaign already loaded in this session must not show the old field_names."""
+    key = session.identity_key(Campaign, campaign_id)
+    campaign = session.identity_map.get(key)
+    if campaign is not None:
+        session.expire(campaign, ["field_names", "updated_at"])
