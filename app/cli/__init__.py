@@ -6,8 +6,10 @@ from flask import Flask
 
 
 def register_cli(app: Flask) -> None:
+    from app.cli.imports import import_command
     from app.cli.keys import keys
     from app.cli.users import users
 
     app.cli.add_command(keys)
     app.cli.add_command(users)
+    app.cli.add_command(import_command)
