@@ -1,0 +1,341 @@
+"""A scriptable SMTP server for tests (aiosmtpd in a thread of the test process).
+
+It listens on 127.0.0.1 with a real port, so a client in another process (a Celery
+worker) can reach it. Counts are exact: `received` holds every accepted message,
+`connections` every client connection (the controller's own start-up probe excluded).
+
+Failures can be scripted per recipient (at RCPT), for every message (at end of DATA),
+or as dropped connections:
+- drop_connection_mid_data: the server closes the connection when the client sends
+  DATA, before any message data is accepted: the client sees a connection lost
+  before end-of-data (nothing delivered, safe to retry).
+- drop_after_data: the server receives the whole message, records it as received,
+  and closes without replying: the client cannot know it was accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import default
+from typing import Any, AnyStr
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+Rule = Callable[[str, int], tuple[int, str] | None]
+
+
+@dataclass
+class Received:
+    envelope_from: str
+    recipients: list[str]
+    data: bytes
+    message_id: str | None
+    received_at: float
+
+
+class _Budget:
+    """A one-shot-or-more switch: `take()` is True `times` times (None: forever)."""
+
+    def __init__(self, times: int | None) -> None:
+        self.left = times
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+class ScriptedSMTPServer:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auth: tuple[str, str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.auth = auth
+        self.tls_context = tls_context
+        self.received: list[Received] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._rules: list[Rule] = []
+        self._fail_all: list[tuple[int, str, _Budget]] = []
+        self._drop_mid_data = _Budget(0)
+        self._drop_after_data = _Budget(0)
+        self._attempts: Counter[str] = Counter()
+        self._delay_data = _Budget(0)
+        self._delay_seconds = 0.0
+        self._live: set[_ScriptedSMTP] = set()
+        self._controller: _Controller | None = None
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> ScriptedSMTPServer:
+        kwargs: dict[str, Any] = {}
+        if self.auth is not None:
+            kwargs.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=False
+            )
+        if self.tls_context is not None:
+            kwargs.update(tls_context=self.tls_context, require_starttls=False)
+        controller = _Controller(self, hostname=self.host, port=self.port, **kwargs)
+        controller.start()
+        self._controller = controller
+        self.port = controller.port
+        with self._lock:
+            self.connections = 0  # the controller's start-up probe
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> ScriptedSMTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- scripting ----------------------------------------------------------------------
+
+    def script(self, rule: Rule) -> None:
+        """rule(recipient, attempt) -> (code, text) to refuse that RCPT, or None for 250.
+        attempt counts RCPTs for that recipient, starting at 1."""
+        with self._lock:
+            self._rules.append(rule)
+
+    def fail_rcpt(self, email: str, code: int, text: str, times: int | None = None) -> None:
+        budget = _Budget(times)
+        target = email.lower()
+
+        def rule(recipient: str, attempt: int) -> tuple[int, str] | None:
+            if recipient.lower() == target and budget.take():
+                return code, text
+            return None
+
+        self.script(rule)
+
+    def fail_all(self, code: int, text: str, times: int | None = None) -> None:
+        """Answer every message's end of DATA with this reply (the message is not kept)."""
+        with self._lock:
+            self._fail_all.append((code, text, _Budget(times)))
+
+    def drop_connection_mid_data(self, times: int = 1) -> None:
+        with self._lock:
+            self._drop_mid_data = _Budget(times)
+
+    def drop_after_data(self, times: int = 1) -> None:
+        with self._lock:
+            self._drop_after_data = _Budget(times)
+
+    def delay_data_reply(self, seconds: float, times: int = 1) -> None:
+        """Receive the message, record it, and wait `seconds` before answering 250:
+        a client that times out first cannot know the message was accepted."""
+        with self._lock:
+            self._delay_data = _Budget(times)
+            self._delay_seconds = seconds
+
+    def disconnect_all(self) -> None:
+        """Close every open client connection, as a server restart or idle timeout does."""
+        controller = self._controller
+        if controller is None:
+            return
+        done = threading.Event()
+
+        def close() -> None:
+            for protocol in list(self._live):
+                if protocol.transport is not None:
+                    protocol.transport.close()
+            done.set()
+
+        controller.loop.call_soon_threadsafe(close)
+        done.wait(5)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.connections = 0
+            self._rules.clear()
+            self._fail_all.clear()
+            self._drop_mid_data = _Budget(0)
+            self._drop_after_data = _Budget(0)
+            self._delay_data = _Budget(0)
+            self._attempts.clear()
+
+    # --- reading ------------------------------------------------------------------------
+
+    def messages_for(self, email: str) -> list[Received]:
+        target = email.lower()
+        with self._lock:
+            return [r for r in self.received if target in (x.lower() for x in r.recipients)]
+
+    def messages_with_id(self, message_id: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.message_id == message_id]
+
+    def attempts(self, email: str) -> int:
+        """RCPT commands seen for this recipient, refused or not."""
+        with self._lock:
+            return self._attempts[email.lower()]
+
+    # --- called from the server thread --------------------------------------------------
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert self.auth is not None
+        if isinstance(data, LoginPassword):
+            given = (
+                data.login.decode("utf-8", "replace"),
+                data.password.decode("utf-8", "replace"),
+            )
+            if given == self.auth:
+                return AuthResult(success=True, auth_data=data)
+        # aiosmtpd answers "535 5.7.8 Authentication credentials invalid".
+        return AuthResult(success=False, handled=False)
+
+    def _on_connect(self, protocol: _ScriptedSMTP) -> None:
+        with self._lock:
+            self.connections += 1
+        self._live.add(protocol)  # only touched from the server thread
+
+    def _on_disconnect(self, protocol: _ScriptedSMTP) -> None:
+        self._live.discard(protocol)
+
+    def _take_delay(self) -> float:
+        with self._lock:
+            return self._delay_seconds if self._delay_data.take() else 0.0
+
+    def _take_drop_mid_data(self) -> bool:
+        with self._lock:
+            return self._drop_mid_data.take()
+
+    def _rcpt_reply(self, address: str) -> str | None:
+        with self._lock:
+            key = address.lower()
+            self._attempts[key] += 1
+            attempt = self._attempts[key]
+            rules = list(self._rules)
+        for rule in rules:
+            reply = rule(address, attempt)
+            if reply is not None:
+                return f"{reply[0]} {reply[1]}"
+        return None
+
+    def _data_reply(self, envelope: Envelope, server: SMTP) -> str | None:
+        with self._lock:
+            for code, text, budget in self._fail_all:
+                if budget.take():
+                    return f"{code} {text}"
+            drop = self._drop_after_data.take()
+            data = bytes(envelope.original_content or b"")
+            self.received.append(
+                Received(
+                    envelope_from=str(envelope.mail_from),
+                    recipients=list(envelope.rcpt_tos),
+                    data=data,
+                    message_id=_message_id(data),
+                    received_at=time.time(),
+                )
+            )
+        if drop:
+            assert server.transport is not None
+            server.transport.close()
+            return ""
+        return None
+
+
+def _message_id(data: bytes) -> str | None:
+    value = BytesHeaderParser(policy=default).parsebytes(data).get("Message-ID")
+    return None if value is None else str(value).strip()
+
+
+class _Handler:
+    def __init__(self, owner: ScriptedSMTPServer) -> None:
+        self.owner = owner
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self.owner._rcpt_reply(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = self.owner._data_reply(envelope, server)
+        delay = self.owner._take_delay()
+        if delay:
+            await asyncio.sleep(delay)
+        return "250 OK queued" if reply is None else reply
+
+
+class _ScriptedSMTP(SMTP):
+    def __init__(self, owner: ScriptedSMTPServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # not the STARTTLS re-wrap of a connection
+            self._owner._on_connect(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._owner._on_disconnect(self)
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if (
+            self.envelope is not None
+            and self.envelope.rcpt_tos
+            and self._owner._take_drop_mid_data()
+        ):
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super().smtp_DATA(arg)
+
+    async def push(self, status: AnyStr) -> None:
+        if not status:
+            return  # drop_after_data: the connection is closed, say nothing
+        await super().push(status)
+
+
+class _Controller(Controller):
+    def __init__(self, owner: ScriptedSMTPServer, **kwargs: Any) -> None:
+        super().__init__(_Handler(owner), **kwargs)
+        self._owner = owner
+
+    def factory(self) -> SMTP:
+        with warnings.catch_warnings():
+            # "Requiring AUTH while not requiring TLS": on purpose, for plain test sinks.
+            warnings.simplefilter("ignore", UserWarning)
+            return _ScriptedSMTP(self._owner, self.handler, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        # Port 0: bind first, then learn the real port so the start-up probe finds it.
+        async def bind() -> asyncio.AbstractServer:
+            server = await self.loop.create_server(
+                self._factory_invoker, host=self.hostname, port=self.port, ssl=self.ssl_context
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        return bind()
