@@ -93,7 +93,6 @@ GENERIC_RULES: tuple[Rule, ...] = (
 )
 
 _LOST = Verdict(Outcome.UNKNOWN, "outcome_lost", account_failure=True)
-_NETWORK_KINDS = frozenset({"timeout", "connection_lost", "tls_failed", "connect_failed"})
 _UNEXPECTED = Verdict(Outcome.DEFERRED, "unexpected_reply", account_failure=True)
 
 
@@ -106,8 +105,9 @@ def classify_reply(reply: SmtpReply, provider: str = "smtp") -> Verdict:
             return _LOST
         if kind == "auth_unavailable":
             return ACCOUNT_DISABLED_AUTH
-        reason = kind if kind in _NETWORK_KINDS else "connection_lost"
-        return Verdict(Outcome.DEFERRED, reason, account_failure=True)
+        # timeout, connection_lost, tls_failed, connect_failed; an unknown kind is
+        # treated the same way (deferred, nothing was delivered) under its own name.
+        return Verdict(Outcome.DEFERRED, kind, account_failure=True)
     for rule in PROVIDER_RULES.get(provider, ()):
         if rule.matches(reply):
             return rule.verdict

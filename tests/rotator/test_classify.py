@@ -230,6 +230,11 @@ def test_network_failures(
     assert (verdict.outcome, verdict.reason, verdict.account_failure) == (outcome, reason, failure)
 
 
+def test_an_unknown_error_kind_is_deferred_under_its_own_name() -> None:
+    verdict = classify_reply(SmtpReply.from_error("proxy_refused", "socks5 said no"))
+    assert (verdict.outcome, verdict.reason) == (DEFERRED, "proxy_refused")
+
+
 def test_quota_pauses_until_the_window_frees_and_policy_does_not() -> None:
     quota = classify_reply(_reply(550, "550 5.4.5 Daily user sending limit exceeded."), "gmail")
     credits_text = "Authentication failed: Maximum credits exceeded"
