@@ -3,15 +3,19 @@ in register_api()."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from app.api.auth import authenticate_request
-from app.api.errors import ErrorSchema, http_error_response
+from app.api.errors import ErrorSchema, UnsupportedMediaType, http_error_response
+from app.errors import DomainError
+from app.extensions import csrf
 
 API_PREFIX = "/api/v1"
 
@@ -26,7 +30,12 @@ class Api(SmorestApi):
 
 
 def _protected(blp: Blueprint) -> Blueprint:
-    blp.before_request(authenticate_request)
+    """API-key auth; no CSRF (no cookies are involved, the key is the credential)."""
+    # Blueprints are module-level singletons: a second create_app() (tests, a CLI next to a
+    # server) registers them again, when Flask no longer accepts setup calls on them.
+    if authenticate_request not in blp.before_request_funcs.get(None, []):
+        blp.before_request(authenticate_request)
+    csrf.exempt(blp)
     return blp
 
 
@@ -42,7 +51,9 @@ def api_config() -> dict[str, Any]:
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
             },
-            "info": {"description": "Sendfleet outreach API. Errors: {\"error\": {code, message, field?}}"},
+            "info": {
+                "description": 'Sendfleet outreach API. Errors: {"error": {code, message, field?}}'
+            },
         },
     }
 
@@ -53,3 +64,49 @@ def register_api(app: Flask) -> Api:
     api = Api(app)
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
     return api
+
+
+# --- request bodies -------------------------------------------------------------------
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+MULTIPART = "multipart/form-data"
+JSON_BODY_KEY = "sendfleet.json_body"
+
+
+def accepts_upload(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a view that takes multipart/form-data besides JSON (put it under @blp.route)."""
+    view.accepts_upload = True  # type: ignore[attr-defined]
+    return view
+
+
+def require_json_body() -> None:
+    """before_request of the JSON resources: a body must be JSON (or multipart where the
+    view accepts an upload), else 415; JSON that does not parse is 400 invalid_json."""
+    if request.method not in BODY_METHODS or not has_body():
+        return
+    if request.is_json:
+        json_body()
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.mimetype == MULTIPART and getattr(view, "accepts_upload", False):
+        return
+    accepted = "application/json"
+    if getattr(view, "accepts_upload", False):
+        accepted += f" or {MULTIPART}"
+    given = request.mimetype or "untyped"
+    raise UnsupportedMediaType(f"the body must be {accepted}, not {given}")
+
+
+def has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+
+
+def json_body() -> Any:
+    """The parsed JSON body (cached for the request); an empty body is an empty object."""
+    if JSON_BODY_KEY not in request.environ:
+        raw = request.get_data(cache=True)
+        try:
+            request.environ[JSON_BODY_KEY] = json.loads(raw) if raw.strip() else {}
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+            raise DomainError("the request body is not valid JSON", code="invalid_json") from None
+    return request.environ[JSON_BODY_KEY]

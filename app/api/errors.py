@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 import marshmallow as ma
 from flask import Response, request
+from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
-from app.errors import error_response
+from app.errors import DomainError, error_response
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 HTTP_CODES = {
     400: "bad_request",
@@ -26,6 +31,11 @@ HTTP_CODES = {
 }
 
 
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ErrorBodySchema(ma.Schema):
     code = ma.fields.String(required=True, metadata={"description": "Machine-readable code"})
     message = ma.fields.String(required=True)
@@ -38,12 +48,15 @@ class ErrorSchema(ma.Schema):
     error = ma.fields.Nested(ErrorBodySchema, required=True)
 
 
+_LOCATIONS = frozenset({"json", "form", "files", "query", "_schema"})
+
+
 def _first_message(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, str]:
     """Walks webargs' nested {location: {field: [msg]}} to the first field and message."""
     if isinstance(messages, dict):
         for key, value in messages.items():
             key = str(key)
-            field_path = path if key in {"json", "form", "files", "query", "_schema"} else (*path, key)
+            field_path = path if key in _LOCATIONS else (*path, key)
             return _first_message(value, field_path)
     if isinstance(messages, list) and messages:
         return _first_message(messages[0], path)
@@ -72,3 +85,14 @@ def http_error_response(error: HTTPException) -> Response:
     elif status == 404 and not data.get("message"):
         message = f"no such resource: {request.path}"
     return error_response(status, HTTP_CODES.get(status, "error"), message)
+
+
+def error_responses(blp: Blueprint, *statuses: int) -> Callable[[F], F]:
+    """Documents error answers of a view (each with the error envelope, ErrorSchema)."""
+
+    def decorate(view: F) -> F:
+        for status in statuses:
+            view = blp.alt_response(status, response=HTTPStatus(status).name)(view)
+        return view
+
+    return decorate
