@@ -59,10 +59,11 @@ def api_config() -> dict[str, Any]:
 
 
 def register_api(app: Flask) -> Api:
-    from app.api import health
+    from app.api import accounts, health
 
     api = Api(app)
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
+    api.register_blueprint(_protected(accounts.blp), url_prefix=f"{API_PREFIX}/accounts")
     return api
 
 

@@ -1,0 +1,145 @@
+"""Sender accounts: what may be created and changed, and the pool state shown for each."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from app.api.schemas.common import (
+    INT4_MAX,
+    EmailAddress,
+    StrictBoolean,
+    StrictInteger,
+    Text,
+    dedupe,
+)
+from app.models import AccountStatus
+
+SECURITY = ("starttls", "tls", "none")
+
+
+class AccountFieldsSchema(ma.Schema):
+    """Fields an account may be created with and changed afterwards (all but provider)."""
+
+    name = Text(single_line=True, strip=True, validate=validate.Length(1, 200))
+    email = EmailAddress(
+        metadata={"description": "the From address; its domain is the sending domain"}
+    )
+    from_name = Text(
+        allow_none=True, single_line=True, strip=True, validate=validate.Length(max=200)
+    )
+    host = Text(
+        single_line=True,
+        strip=True,
+        validate=validate.Length(1, 255),
+        metadata={"description": "default: the provider preset's; required for postfix and smtp"},
+    )
+    port = StrictInteger(validate=validate.Range(1, 65535))
+    security = fields.String(validate=validate.OneOf(SECURITY))
+    username = Text(allow_none=True, single_line=True, validate=validate.Length(1, 320))
+    password = Text(
+        allow_none=True,
+        load_only=True,
+        single_line=True,
+        validate=validate.Length(1, 4096),
+        metadata={"description": "stored encrypted, never returned; null removes it"},
+    )
+    daily_limit = StrictInteger(
+        validate=validate.Range(1, INT4_MAX),
+        metadata={"description": "default: the provider's daily cap"},
+    )
+    per_minute_limit = StrictInteger(allow_none=True, validate=validate.Range(1, INT4_MAX))
+    warmup = StrictBoolean(
+        metadata={"description": "start at the warm-up ramp (default) or at the full daily limit"}
+    )
+    tags = fields.List(
+        Text(single_line=True, strip=True, validate=validate.Length(1, 100)),
+        validate=validate.Length(max=100),
+    )
+
+    @ma.post_load
+    def _unique_tags(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "tags" in data:
+            data["tags"] = dedupe(data["tags"])
+        return data
+
+
+class AccountCreateSchema(AccountFieldsSchema):
+    name = Text(required=True, single_line=True, strip=True, validate=validate.Length(1, 200))
+    provider = fields.String(
+        required=True, metadata={"description": "gmail, sendgrid, smtp2go, postfix or smtp"}
+    )
+    email = EmailAddress(required=True)
+    warmup = StrictBoolean(load_default=True)
+
+
+class AccountUpdateSchema(AccountFieldsSchema):
+    """Any field of AccountCreateSchema but provider; a new password is re-encrypted."""
+
+    @ma.pre_load
+    def _provider_is_fixed(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict) and "provider" in data:
+            raise ma.ValidationError(
+                "the provider of an account cannot be changed; create a new account", "provider"
+            )
+        return data
+
+
+class PauseSchema(ma.Schema):
+    reason = Text(
+        validate=validate.Length(1, 500), metadata={"description": 'default "paused by operator"'}
+    )
+    until = fields.AwareDateTime(
+        allow_none=True,
+        default_timezone=UTC,
+        metadata={"description": "resume by itself after this time (the health check resumes it)"},
+    )
+
+
+class AccountSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    provider = fields.String(required=True)
+    email = fields.String(required=True)
+    sending_domain = fields.String(required=True)
+    from_name = fields.String(required=True, allow_none=True)
+    host = fields.String(required=True)
+    port = fields.Integer(required=True)
+    security = fields.String(required=True, validate=validate.OneOf(SECURITY))
+    username = fields.String(required=True, allow_none=True)
+    has_password = fields.Boolean(required=True)
+    daily_limit = fields.Integer(required=True)
+    per_minute_limit = fields.Integer(required=True, allow_none=True)
+    warmup = fields.Boolean(required=True)
+    warmup_day = fields.Integer(required=True)
+    warmup_held_at = fields.DateTime(required=True, allow_none=True)
+    warmup_hold_reason = fields.String(required=True, allow_none=True)
+    tags = fields.List(fields.String(), required=True)
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in AccountStatus]))
+    paused_reason = fields.String(required=True, allow_none=True)
+    paused_until = fields.DateTime(required=True, allow_none=True)
+    consecutive_failures = fields.Integer(required=True)
+    cap_today = fields.Integer(
+        required=True,
+        metadata={"description": "the daily cap in force today (warm-up ramp or daily_limit)"},
+    )
+    sent_today = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "sends in the last 24 h (the rate limiter's count); "
+            "null when Redis is unreachable"
+        },
+    )
+    last_health_check_at = fields.DateTime(required=True, allow_none=True)
+    last_health_ok = fields.Boolean(required=True, allow_none=True)
+    last_health_error = fields.String(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class AccountListSchema(ma.Schema):
+    items = fields.List(fields.Nested(AccountSchema), required=True)
