@@ -59,11 +59,12 @@ def api_config() -> dict[str, Any]:
 
 
 def register_api(app: Flask) -> Api:
-    from app.api import accounts, health
+    from app.api import accounts, campaigns, health
 
     api = Api(app)
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
     api.register_blueprint(_protected(accounts.blp), url_prefix=f"{API_PREFIX}/accounts")
+    api.register_blueprint(_protected(campaigns.blp), url_prefix=f"{API_PREFIX}/campaigns")
     return api
 
 

@@ -1,0 +1,203 @@
+"""/api/v1/campaigns: campaigns from JSON or a CSV upload, their recipients and states."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, cast
+
+import marshmallow as ma
+from flask import current_app, request
+from flask_smorest import Blueprint, abort
+
+from app.api import MULTIPART, accepts_upload, json_body, require_json_body
+from app.api.errors import error_responses
+from app.api.schemas.campaigns import (
+    CampaignCreatedSchema,
+    CampaignCreateSchema,
+    CampaignFieldsSchema,
+    CampaignPageSchema,
+    CampaignSchema,
+    CampaignUploadSchema,
+    ImportReportSchema,
+    RecipientPageSchema,
+    RecipientQuerySchema,
+    RecipientsAddSchema,
+    RecipientsUploadSchema,
+    form_to_json,
+)
+from app.api.schemas.common import PageQuerySchema
+from app.db import unit_of_work
+from app.errors import InvalidInput, PayloadTooLarge
+from app.services import campaigns
+
+blp = Blueprint("campaigns", __name__, description="Campaigns, their recipients and states")
+blp.before_request(require_json_body)
+
+ID = "<int:campaign_id>"
+
+
+def _body_doc(json_schema: type[ma.Schema], upload_schema: type[ma.Schema]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": json_schema},
+                MULTIPART: {"schema": upload_schema},
+            },
+        }
+    }
+
+
+def _load(schema: ma.Schema, data: Any) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = schema.load(data)
+    except ma.ValidationError as exc:
+        abort(422, messages=exc.messages)
+    return loaded
+
+
+def _upload(form_schema: ma.Schema) -> tuple[dict[str, Any], BinaryIO]:
+    """The multipart form: the CSV in `file`, other fields checked by `form_schema`, the
+    same schema (but for `recipients`) the JSON form is loaded with."""
+    for name in request.files:
+        if name != "file":
+            raise InvalidInput(f"{name}: Unknown field.", field=name)
+        if len(request.files.getlist(name)) > 1:
+            raise InvalidInput("file: send one CSV file per request", field="file")
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidInput("file: Missing data for required field (the CSV).", field="file")
+    try:
+        data = form_to_json(request.form)
+    except ma.ValidationError as exc:
+        abort(422, messages=exc.messages)
+    return _load(form_schema, data), cast(BinaryIO, upload.stream)
+
+
+def _rows(schema: ma.Schema) -> dict[str, Any]:
+    """The JSON form, refusing lists over the import row limit before looking at them."""
+    body = json_body()
+    limit = current_app.extensions["settings"].import_max_rows
+    rows = body.get("recipients") if isinstance(body, dict) else None
+    if isinstance(rows, list) and len(rows) > limit:
+        raise PayloadTooLarge(
+            f"at most {limit} recipients per request; send more in further requests",
+            field="recipients",
+        )
+    return _load(schema, body)
+
+
+@blp.route("")
+@blp.arguments(PageQuerySchema, location="query")
+@blp.response(200, CampaignPageSchema)
+@error_responses(blp, 401)
+def list_campaigns(query: dict[str, Any]) -> dict[str, Any]:
+    """Newest first, with status and counts; paginated (keyset)."""
+    with unit_of_work() as session:
+        items, last_id = campaigns.list_campaigns(
+            session, before_id=query.get("cursor"), limit=query["limit"]
+        )
+    return {"items": items, "next_cursor": last_id}
+
+
+@blp.route("", methods=["POST"])
+@accepts_upload
+@blp.doc(**_body_doc(CampaignCreateSchema, CampaignUploadSchema))
+@blp.response(201, CampaignCreatedSchema)
+@error_responses(blp, 400, 401, 413, 415, 422)
+def create_campaign() -> dict[str, Any]:
+    """Create a draft campaign with its recipients, from JSON or from a CSV upload
+    (multipart: `file` plus the other fields as form fields). Templates are checked:
+    a syntax error or a variable no recipient carries (without `| default`) is a 422.
+    Nothing is stored unless everything is valid."""
+    settings = current_app.extensions["settings"]
+    csv: BinaryIO | None = None
+    if request.mimetype == MULTIPART:
+        data, csv = _upload(CampaignFieldsSchema())
+    else:
+        data = _rows(CampaignCreateSchema())
+    with unit_of_work() as session:
+        campaign, report = campaigns.create_campaign(session, data, settings, csv=csv)
+    return {"id": campaign.id, **report.as_dict()}
+
+
+@blp.route(f"/{ID}")
+@blp.response(200, CampaignSchema)
+@error_responses(blp, 401, 404)
+def get_campaign(campaign_id: int) -> dict[str, Any]:
+    with unit_of_work() as session:
+        return campaigns.get_campaign(session, campaign_id)
+
+
+@blp.route(f"/{ID}/recipients", methods=["POST"])
+@accepts_upload
+@blp.doc(**_body_doc(RecipientsAddSchema, RecipientsUploadSchema))
+@blp.response(201, ImportReportSchema)
+@error_responses(blp, 400, 401, 404, 409, 413, 415, 422)
+def add_recipients(campaign_id: int) -> dict[str, Any]:
+    """Add recipients as JSON or a CSV upload (`file`); 409 once the campaign is completed
+    or cancelled."""
+    settings = current_app.extensions["settings"]
+    if request.mimetype == MULTIPART:
+        _, csv = _upload(ma.Schema())
+        with unit_of_work() as session:
+            report = campaigns.add_recipients(session, campaign_id, settings, csv=csv)
+    else:
+        rows = _rows(RecipientsAddSchema())["recipients"]
+        with unit_of_work() as session:
+            report = campaigns.add_recipients(session, campaign_id, settings, rows=rows)
+    return report.as_dict()
+
+
+@blp.route(f"/{ID}/recipients")
+@blp.arguments(RecipientQuerySchema, location="query")
+@blp.response(200, RecipientPageSchema)
+@error_responses(blp, 401, 404)
+def list_recipients(query: dict[str, Any], campaign_id: int) -> dict[str, Any]:
+    """Paginated by id (keyset): pass `next_cursor` back as `cursor`; it is null on the
+    last page."""
+    with unit_of_work() as session:
+        rows, last_id = campaigns.list_recipients(
+            session,
+            campaign_id,
+            status=query.get("status"),
+            after_id=query.get("cursor"),
+            limit=query["limit"],
+        )
+    return {"items": rows, "next_cursor": last_id}
+
+
+@blp.route(f"/{ID}/start", methods=["POST"])
+@blp.response(200, CampaignSchema)
+@error_responses(blp, 401, 404, 409)
+def start_campaign(campaign_id: int) -> dict[str, Any]:
+    """draft -> running; 409 when it is not a draft or has no recipients."""
+    with unit_of_work() as session:
+        return campaigns.change_status(session, campaign_id, "start")
+
+
+@blp.route(f"/{ID}/pause", methods=["POST"])
+@blp.response(200, CampaignSchema)
+@error_responses(blp, 401, 404, 409)
+def pause_campaign(campaign_id: int) -> dict[str, Any]:
+    """running -> paused: the dispatcher stops claiming its recipients."""
+    with unit_of_work() as session:
+        return campaigns.change_status(session, campaign_id, "pause")
+
+
+@blp.route(f"/{ID}/resume", methods=["POST"])
+@blp.response(200, CampaignSchema)
+@error_responses(blp, 401, 404, 409)
+def resume_campaign(campaign_id: int) -> dict[str, Any]:
+    """paused -> running."""
+    with unit_of_work() as session:
+        return campaigns.change_status(session, campaign_id, "resume")
+
+
+@blp.route(f"/{ID}/cancel", methods=["POST"])
+@blp.response(200, CampaignSchema)
+@error_responses(blp, 401, 404, 409)
+def cancel_campaign(campaign_id: int) -> dict[str, Any]:
+    """draft, running or paused -> cancelled. Recipients keep their status; nothing more
+    is claimed for sending."""
+    with unit_of_work() as session:
+        return campaigns.change_status(session, campaign_id, "cancel")

@@ -1,0 +1,247 @@
+"""Campaigns: creation with their recipients and a template check in one transaction,
+more recipients later, state changes by conditional UPDATE, counts and recipient pages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from app.models import (
+    TRANSITIONS,
+    Account,
+    Campaign,
+    CampaignStatus,
+    Event,
+    EventType,
+    Recipient,
+    RecipientStatus,
+)
+from app.services import imports
+from app.settings import Settings
+from rotator.templates import CompiledTemplates, TemplateError, compile_templates
+
+# Recipients may be added until nothing more will be sent.
+CLOSED_STATUSES = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
+EVENTS = {
+    "start": EventType.CAMPAIGN_STARTED,
+    "pause": EventType.CAMPAIGN_PAUSED,
+    "resume": EventType.CAMPAIGN_RESUMED,
+    "cancel": EventType.CAMPAIGN_CANCELLED,
+}
+_SHOWN = (
+    "id", "name", "status", "subject", "body_text", "body_html", "from_name", "account_tags",
+    "account_ids", "window", "daily_cap", "field_names", "created_at", "updated_at",
+    "started_at", "completed_at",
+)  # fmt: skip
+
+
+def create_campaign(
+    session: Session,
+    data: Mapping[str, Any],
+    settings: Settings,
+    *,
+    csv: BinaryIO | None = None,
+) -> tuple[Campaign, imports.ImportReport]:
+    """The campaign, its recipients (from `csv`, else `data["recipients"]`) and the check
+    that the templates use only fields the recipients carry. The caller's transaction
+    holds it all: any error leaves nothing behind."""
+    templates = _compile(data["subject"], data["body_text"], data.get("body_html"))
+    if data.get("account_ids"):
+        _check_accounts_exist(session, data["account_ids"])
+    campaign = Campaign(
+        name=data["name"],
+        subject=data["subject"],
+        body_text=data["body_text"],
+        body_html=data.get("body_html") or None,
+        from_name=data.get("from_name") or None,
+        account_tags=data.get("account_tags") or None,
+        account_ids=data.get("account_ids") or None,
+        window=data.get("window"),
+        daily_cap=data.get("daily_cap"),
+        status=CampaignStatus.DRAFT.value,
+        field_names=[],
+    )
+    session.add(campaign)
+    session.flush()
+    rows = data.get("recipients", [])
+    if csv is None and not rows:
+        # Recipients may come later (POST .../recipients); start refuses an empty campaign.
+        report = imports.ImportReport(0, {"invalid": 0, "duplicate": 0, "suppressed": 0}, [], [])
+    else:
+        report = _import(session, campaign, settings, csv=csv, rows=rows)
+    try:
+        templates.check(campaign.field_names)
+    except TemplateError as exc:
+        raise _invalid(exc) from None
+    return campaign, report
+
+
+def add_recipients(
+    session: Session,
+    campaign_id: int,
+    settings: Settings,
+    *,
+    csv: BinaryIO | None = None,
+    rows: Sequence[Mapping[str, Any]] = (),
+) -> imports.ImportReport:
+    # The importer's lock (FOR NO KEY UPDATE), taken first here: a concurrent cancel or
+    # import waits for this one instead of racing it.
+    status = session.execute(
+        select(Campaign.status).where(Campaign.id == campaign_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
+    if status is None:
+        raise NotFound(f"no campaign with id {campaign_id}")
+    if status in CLOSED_STATUSES:
+        raise Conflict(
+            f"campaign {campaign_id} is {status}: recipients can no longer be added",
+            code="campaign_closed",
+        )
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign is not None
+    return _import(session, campaign, settings, csv=csv, rows=rows)
+
+
+def change_status(session: Session, campaign_id: int, action: str) -> dict[str, Any]:
+    """start, pause, resume or cancel by ONE conditional UPDATE (app.models.TRANSITIONS).
+    Recipients are left as they are: the dispatcher only claims running campaigns' rows."""
+    sources, target = TRANSITIONS[action]
+    values: dict[str, Any] = {"status": target.value, "updated_at": func.now()}
+    stmt = update(Campaign).where(
+        Campaign.id == campaign_id, Campaign.status.in_([s.value for s in sources])
+    )
+    if action == "start":
+        values["started_at"] = func.now()
+        stmt = stmt.where(exists().where(Recipient.campaign_id == Campaign.id))
+    changed = session.execute(
+        stmt.values(**values).returning(Campaign.id).execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if changed is None:
+        _refuse(session, campaign_id, action)
+    session.add(Event(type=EVENTS[action].value, campaign_id=campaign_id, data={"source": "api"}))
+    return get_campaign(session, campaign_id)
+
+
+def get_campaign(session: Session, campaign_id: int) -> dict[str, Any]:
+    campaign = session.get(Campaign, campaign_id, populate_existing=True)
+    if campaign is None:
+        raise NotFound(f"no campaign with id {campaign_id}")
+    return _view(campaign, _counts(session, [campaign_id])[campaign_id])
+
+
+def list_campaigns(
+    session: Session, *, before_id: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; returns a page and the id to continue before, if more follow."""
+    stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        stmt = stmt.where(Campaign.id < before_id)
+    rows = list(session.execute(stmt).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    counts = _counts(session, [c.id for c in rows])
+    return [_view(c, counts[c.id]) for c in rows], (rows[-1].id if more else None)
+
+
+def list_recipients(
+    session: Session,
+    campaign_id: int,
+    *,
+    status: str | None,
+    after_id: int | None,
+    limit: int,
+) -> tuple[list[Recipient], int | None]:
+    """A page of a campaign's recipients by id (keyset); the last id when more follow."""
+    if session.get(Campaign, campaign_id) is None:
+        raise NotFound(f"no campaign with id {campaign_id}")
+    stmt = (
+        select(Recipient)
+        .where(Recipient.campaign_id == campaign_id)
+        .order_by(Recipient.id)
+        .limit(limit + 1)
+    )
+    if status is not None:
+        stmt = stmt.where(Recipient.status == status)
+    if after_id is not None:
+        stmt = stmt.where(Recipient.id > after_id)
+    rows = list(session.execute(stmt).scalars())
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+def _import(
+    session: Session,
+    campaign: Campaign,
+    settings: Settings,
+    *,
+    csv: BinaryIO | None,
+    rows: Sequence[Mapping[str, Any]],
+) -> imports.ImportReport:
+    """The importer also adds the new field names to campaign.field_names (they only
+    grow, so a template that was valid stays valid)."""
+    if csv is not None:
+        return imports.import_csv(session, campaign.id, csv, settings)
+    return imports.import_rows(session, campaign.id, rows, settings)
+
+
+def _compile(subject: str, body_text: str, body_html: str | None) -> CompiledTemplates:
+    try:
+        return compile_templates(subject, body_text, body_html)
+    except TemplateError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: TemplateError) -> InvalidInput:
+    field = getattr(exc, "field", None)
+    message = getattr(exc, "message", None) or str(exc)
+    return InvalidInput(f"{field}: {message}" if field else message, field=field, code="template")
+
+
+def _check_accounts_exist(session: Session, account_ids: Sequence[int]) -> None:
+    found = set(session.execute(select(Account.id).where(Account.id.in_(account_ids))).scalars())
+    missing = [i for i in account_ids if i not in found]
+    if missing:
+        listed = ", ".join(map(str, missing))
+        raise InvalidInput(f"no account with id {listed}", field="account_ids")
+
+
+def _refuse(session: Session, campaign_id: int, action: str) -> None:
+    status = session.execute(
+        select(Campaign.status).where(Campaign.id == campaign_id)
+    ).scalar_one_or_none()
+    if status is None:
+        raise NotFound(f"no campaign with id {campaign_id}")
+    sources, _ = TRANSITIONS[action]
+    if action == "start" and status in sources:
+        raise Conflict(
+            f"campaign {campaign_id} has no recipients: add some before starting it",
+            code="no_recipients",
+        )
+    allowed = " or ".join(sorted(s.value for s in sources))
+    raise InvalidTransition(
+        f"campaign {campaign_id} is {status}: {action} is allowed only from {allowed}"
+    )
+
+
+def _counts(session: Session, campaign_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Recipients by status for each campaign, every status present: one GROUP BY
+    (ix_recipients_campaign_status)."""
+    counts = {cid: dict.fromkeys((s.value for s in RecipientStatus), 0) for cid in campaign_ids}
+    if not campaign_ids:
+        return counts
+    rows = session.execute(
+        select(Recipient.campaign_id, Recipient.status, func.count())
+        .where(Recipient.campaign_id.in_(campaign_ids))
+        .group_by(Recipient.campaign_id, Recipient.status)
+    )
+    for campaign_id, status, n in rows:
+        counts[campaign_id][status] = n
+    return counts
+
+
+def _view(campaign: Campaign, counts: dict[str, int]) -> dict[str, Any]:
+    return {**{key: getattr(campaign, key) for key in _SHOWN}, "counts": counts}
