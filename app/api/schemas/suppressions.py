@@ -1,0 +1,60 @@
+"""Suppressions: an address or a whole domain no campaign may send to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from app.api.schemas.common import PageQuerySchema, PageSchema, Text
+from app.models import SuppressionKind, SuppressionReason
+
+
+class SuppressionCreateSchema(ma.Schema):
+    # Normalised (and checked) by the service the way the importer stores recipients.
+    email = Text(
+        single_line=True,
+        strip=True,
+        validate=validate.Length(1, 320),
+        metadata={"description": "suppress one address (give email or domain)"},
+    )
+    domain = Text(
+        single_line=True,
+        strip=True,
+        validate=validate.Length(1, 253),
+        metadata={"description": "suppress every address at a domain"},
+    )
+    reason = fields.String(
+        load_default=SuppressionReason.MANUAL.value,
+        validate=validate.OneOf([r.value for r in SuppressionReason]),
+    )
+
+    @ma.validates_schema
+    def _exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        given = [key for key in ("email", "domain") if key in data]
+        if len(given) != 1:
+            field = "domain" if len(given) == 2 else "email"
+            raise ma.ValidationError("give exactly one of email or domain", field)
+
+
+class SuppressionSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in SuppressionKind]))
+    value = fields.String(
+        required=True, metadata={"description": "the lower-cased address or domain"}
+    )
+    reason = fields.String(required=True)
+    source = fields.String(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+class SuppressionQuerySchema(PageQuerySchema):
+    q = Text(
+        validate=validate.Length(max=320),
+        metadata={"description": "substring of the address or domain"},
+    )
+
+
+class SuppressionPageSchema(PageSchema):
+    items = fields.List(fields.Nested(SuppressionSchema), required=True)

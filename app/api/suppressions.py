@@ -1,0 +1,62 @@
+"""/api/v1/suppressions: addresses and domains no campaign sends to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from app.api import require_json_body
+from app.api.errors import error_responses
+from app.api.schemas.suppressions import (
+    SuppressionCreateSchema,
+    SuppressionPageSchema,
+    SuppressionQuerySchema,
+    SuppressionSchema,
+)
+from app.db import unit_of_work
+from app.models import Suppression, SuppressionKind
+from app.services import suppressions
+
+blp = Blueprint("suppressions", __name__, description="Suppressed addresses and domains")
+blp.before_request(require_json_body)
+
+
+@blp.route("")
+@blp.arguments(SuppressionQuerySchema, location="query")
+@blp.response(200, SuppressionPageSchema)
+@error_responses(blp, 401)
+def list_suppressions(query: dict[str, Any]) -> dict[str, Any]:
+    """Paginated by id (keyset); `q` filters by substring."""
+    with unit_of_work() as session:
+        rows, last_id = suppressions.list_suppressions(
+            session, query=query.get("q"), after_id=query.get("cursor"), limit=query["limit"]
+        )
+    return {"items": rows, "next_cursor": last_id}
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(SuppressionCreateSchema)
+@blp.response(201, SuppressionSchema, description="Suppressed now")
+@blp.alt_response(
+    200, schema=SuppressionSchema, description="Already suppressed: the existing row", success=True
+)
+@error_responses(blp, 400, 401, 415)
+def add_suppression(data: dict[str, Any]) -> tuple[Suppression, int]:
+    """Suppress an address or a whole domain. Its recipients still waiting to be sent, in
+    every campaign, become `suppressed`. Idempotent: an existing value answers 200."""
+    kind = SuppressionKind.EMAIL if "email" in data else SuppressionKind.DOMAIN
+    with unit_of_work() as session:
+        row, created = suppressions.add_suppression(
+            session, kind, data[kind.value], reason=data["reason"]
+        )
+    return row, 201 if created else 200
+
+
+@blp.route("/<value>", methods=["DELETE"])
+@blp.response(204)
+@error_responses(blp, 401, 404)
+def delete_suppression(value: str) -> None:
+    """Lift a suppression. Recipients already marked suppressed stay so."""
+    with unit_of_work() as session:
+        suppressions.delete_suppression(session, value)

@@ -1,0 +1,122 @@
+"""Suppressions: addresses and whole domains no campaign may send to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import CursorResult, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.models import (
+    DUE_STATUSES,
+    Event,
+    EventType,
+    Recipient,
+    RecipientStatus,
+    Suppression,
+    SuppressionKind,
+)
+from app.services.addresses import AddressValidator
+
+API_SOURCE = "api"
+
+
+def normalise(kind: SuppressionKind, raw: str) -> str:
+    """The form recipients are stored in (app.services.addresses): a lower-cased address,
+    or a domain as email-validator normalises it (IDNA in Unicode form)."""
+    raw = raw.strip()
+    probe = raw if kind is SuppressionKind.EMAIL else f"postmaster@{raw.rstrip('.')}"
+    if kind is SuppressionKind.DOMAIN and ("@" in raw or "." not in raw):
+        raise InvalidInput(f"domain: {raw!r} is not a domain name", field="domain")
+    result = AddressValidator(check_mx=False).check(probe)
+    if isinstance(result, str) and kind is SuppressionKind.DOMAIN:
+        raise InvalidInput(f"domain: {raw!r} is not a valid domain name", field="domain")
+    if isinstance(result, str):
+        raise InvalidInput(f"email: {result}", field="email")
+    return result.email if kind is SuppressionKind.EMAIL else result.domain
+
+
+def add_suppression(
+    session: Session,
+    kind: SuppressionKind,
+    raw: str,
+    *,
+    reason: str,
+    source: str = API_SOURCE,
+) -> tuple[Suppression, bool]:
+    """Suppresses an address or a domain. Returns the row and whether it is new; an
+    existing value is left as it was (idempotent)."""
+    value = normalise(kind, raw)
+    # ON CONFLICT: two concurrent requests for the same value both succeed, one creates.
+    new_id = session.execute(
+        pg_insert(Suppression)
+        .values(kind=kind.value, value=value, reason=reason, source=source)
+        .on_conflict_do_nothing(index_elements=[Suppression.value])
+        .returning(Suppression.id)
+    ).scalar_one_or_none()
+    row = session.execute(select(Suppression).where(Suppression.value == value)).scalar_one()
+    if new_id is not None:
+        suppress_waiting_recipients(session, kind, value, source=source)
+    return row, new_id is not None
+
+
+def suppress_waiting_recipients(
+    session: Session, kind: SuppressionKind, value: str, *, source: str = API_SOURCE
+) -> int:
+    """Moves this address's (or domain's) recipients that still wait to be sent, in every
+    campaign, to `suppressed` with an event each, so counts stay true. Rows already queued
+    or sending are left to the send path, which re-checks suppressions before sending."""
+    column = Recipient.email if kind is SuppressionKind.EMAIL else Recipient.domain
+    moved = (
+        update(Recipient)
+        .where(column == value, Recipient.status.in_([s.value for s in DUE_STATUSES]))
+        .values(status=RecipientStatus.SUPPRESSED.value, updated_at=func.now())
+        .returning(Recipient.id, Recipient.campaign_id)
+        .cte("moved")
+    )
+    # One statement: the UPDATE and the events it causes.
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        insert(Event).from_select(
+            ["type", "campaign_id", "recipient_id", "data"],
+            select(
+                literal(EventType.SUPPRESSED.value),
+                moved.c.campaign_id,
+                moved.c.id,
+                func.jsonb_build_object("suppression", value, "source", source),
+            ),
+        )
+    )
+    return result.rowcount
+
+
+def list_suppressions(
+    session: Session, *, query: str | None, after_id: int | None, limit: int
+) -> tuple[list[Suppression], int | None]:
+    """A page of suppressions by id; returns the rows and the last id when more follow."""
+    stmt = select(Suppression).order_by(Suppression.id).limit(limit + 1)
+    if query:
+        stmt = stmt.where(Suppression.value.contains(query.lower(), autoescape=True))
+    if after_id is not None:
+        stmt = stmt.where(Suppression.id > after_id)
+    rows = list(session.execute(stmt).scalars())
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+def delete_suppression(session: Session, raw: str) -> None:
+    kind = SuppressionKind.EMAIL if "@" in raw else SuppressionKind.DOMAIN
+    try:
+        value = normalise(kind, raw)
+    except InvalidInput:
+        value = raw.strip().lower()
+    row = None
+    if "\x00" not in value:  # PostgreSQL text cannot hold NUL: such a value is never stored
+        row = session.execute(
+            select(Suppression).where(Suppression.value == value)
+        ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{raw!r} is not suppressed")
+    session.delete(row)
