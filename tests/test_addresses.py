@@ -124,12 +124,15 @@ def test_the_fast_path_decides_common_addresses_without_validate_email() -> None
     assert results == [expected(raw) for raw in raws]
 
 
-def test_unicode_local_parts_go_to_validate_email() -> None:
+def test_nfc_unicode_local_parts_are_fast_others_go_to_validate_email() -> None:
     validator = AddressValidator()
-    assert validator.check("Zoë@example.com") == ValidAddress(
-        "zoë@example.com", "example.com", "example.com"
-    )
-    assert (validator.fast, validator.slow) == (0, 1)
+    composed = validator.check("Zoë@example.com")
+    assert (validator.fast, validator.slow) == (1, 0)
+    decomposed = validator.check("Zoe\u0308@example.com")  # NFC turns it into "Zoë"
+    quoted = validator.check('"zoë"@example.com')
+    assert (validator.fast, validator.slow) == (1, 2)
+    assert composed == decomposed == ValidAddress("zoë@example.com", "example.com", "example.com")
+    assert quoted == expected('"zoë"@example.com')
 
 
 def test_idna_domains_are_stored_in_unicode_form_with_their_ascii_form() -> None:

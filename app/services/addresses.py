@@ -5,12 +5,13 @@ rejected. The answer is, by construction and by the property test in
 tests/test_addresses.py, the one email-validator's full `validate_email` gives
 (syntax only, the library's defaults), lower-cased:
 
-* fast path: a local part that is plain ASCII dot-atom (the library's own
-  `DOT_ATOM_TEXT`, which it also tries first) needs no Unicode normalisation, no
-  unquoting and no display-name parsing, so only the domain needs work, and that is
-  done once per distinct domain (`validate_email_domain_name`, the function
-  `validate_email` itself calls) and cached; what is left is the library's three
-  254-octet length checks, repeated here.
+* fast path: a dot-atom local part (the library's own `DOT_ATOM_TEXT` or, for
+  Unicode, `DOT_ATOM_TEXT_INTL`) that is already NFC and passes the library's
+  `check_unsafe_chars` needs no unquoting, no display-name parsing and no
+  normalisation: validate_email would return it unchanged. So only the domain needs
+  work, and that is done once per distinct domain (`validate_email_domain_name`, the
+  function `validate_email` itself calls) and cached; what is left is the library's
+  three 254-octet length checks, repeated here.
 * slow path: everything else (Unicode or quoted local parts, display names,
   domain literals, anything too long, no @-sign) goes to `validate_email` itself, so
   the reason text is the library's.
@@ -29,12 +30,13 @@ addresses because the resolver had a bad minute.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from email_validator import EmailNotValidError, EmailUndeliverableError, validate_email
-from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
-from email_validator.syntax import validate_email_domain_name
+from email_validator.rfc_constants import DOT_ATOM_TEXT, DOT_ATOM_TEXT_INTL, EMAIL_MAX_LENGTH
+from email_validator.syntax import check_unsafe_chars, validate_email_domain_name
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -108,7 +110,13 @@ class AddressValidator:
     def _fast(self, raw: str) -> ValidAddress | str | None:
         """None when this path cannot decide exactly; the caller asks validate_email."""
         local, at, domain_part = raw.partition("@")
-        if not at or not DOT_ATOM_TEXT.match(local):
+        if not at:
+            return None
+        if DOT_ATOM_TEXT.match(local):
+            local_octets = len(local) + 1
+        elif _plain_unicode_local(local):
+            local_octets = len(local.encode()) + 1
+        else:
             return None
         # validate_email treats these before any domain-name check.
         if not domain_part or (domain_part[0] == "[" and domain_part[-1] == "]"):
@@ -119,16 +127,16 @@ class AddressValidator:
         if isinstance(domain, str):
             return domain
         # The library checks the original, the normalised and the IDNA-ASCII forms.
-        local_octets = len(local) + 1
         if (
             local_octets + len(domain_part.encode()) > EMAIL_MAX_LENGTH
             or local_octets + domain.domain_octets > EMAIL_MAX_LENGTH
             or local_octets + domain.ascii_octets > EMAIL_MAX_LENGTH
         ):
             return None
-        return ValidAddress(f"{local.lower()}@{domain.domain}", domain.domain, domain.ascii_domain)
+        return ValidAddress(f"{local}@{domain.domain}".lower(), domain.domain, domain.ascii_domain)
 
     def _domain(self, domain_part: str) -> _Domain | str:
+        """The domain's normalised forms, or the library's reason; cached by raw text."""
         if len(self._domains) >= DOMAIN_CACHE_SIZE:
             self._domains.clear()
         entry: _Domain | str
@@ -166,3 +174,17 @@ class AddressValidator:
             reason = str(exc)
         self._mx[key] = reason
         return reason
+
+
+def _plain_unicode_local(local: str) -> bool:
+    """A Unicode dot-atom that validate_email would accept and return unchanged.
+
+    DOT_ATOM_TEXT_INTL excludes the characters that change how the address is split
+    (quotes, @, <, spaces); a combining mark cannot join with the @ after it."""
+    if not DOT_ATOM_TEXT_INTL.match(local) or not unicodedata.is_normalized("NFC", local):
+        return False
+    try:
+        check_unsafe_chars(local)
+    except EmailNotValidError:
+        return False
+    return True
