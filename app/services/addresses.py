@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from email_validator import EmailNotValidError, EmailUndeliverableError, validate_email
 from email_validator.rfc_constants import DOT_ATOM_TEXT, DOT_ATOM_TEXT_INTL, EMAIL_MAX_LENGTH
@@ -41,6 +41,8 @@ from email_validator.syntax import check_unsafe_chars, validate_email_domain_nam
 if TYPE_CHECKING:
     import dns.resolver
 
+_new_tuple = tuple.__new__
+
 NO_MX: Final = "domain has no MX"
 MX_TIMEOUT_SECONDS: Final = 5.0
 # Bounds the per-domain caches: a hostile file with a million distinct domains costs
@@ -48,8 +50,8 @@ MX_TIMEOUT_SECONDS: Final = 5.0
 DOMAIN_CACHE_SIZE: Final = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class ValidAddress:
+class ValidAddress(NamedTuple):
+    # A NamedTuple rather than a dataclass: a million of them are made per import.
     email: str  # normalised and lower-cased
     domain: str  # as email-validator normalises it (Unicode form for IDNA domains)
     ascii_domain: str  # the IDNA (ASCII) form; equal to `domain` for ASCII domains
@@ -59,10 +61,9 @@ class ValidAddress:
 class _Domain:
     domain: str
     ascii_domain: str
-    # utf-8 length of the domain's normalised and ASCII forms (the local part is ASCII
-    # on the fast path, so a full address length is len(local) + 1 + these).
-    domain_octets: int
-    ascii_octets: int
+    # The longest, in UTF-8 octets, of the three forms validate_email measures: as
+    # given, normalised, IDNA-ASCII. An address is too long if "local@" plus this is.
+    octets: int
 
 
 def make_resolver(timeout: float) -> dns.resolver.Resolver:
@@ -112,28 +113,28 @@ class AddressValidator:
         local, at, domain_part = raw.partition("@")
         if not at:
             return None
-        if DOT_ATOM_TEXT.match(local):
+        if local.isascii():
+            # isalnum() is the cheap common case of the dot-atom regex.
+            if not (local.isalnum() or DOT_ATOM_TEXT.match(local)):
+                return None
             local_octets = len(local) + 1
         elif _plain_unicode_local(local):
             local_octets = len(local.encode()) + 1
         else:
             return None
-        # validate_email treats these before any domain-name check.
-        if not domain_part or (domain_part[0] == "[" and domain_part[-1] == "]"):
-            return None
         domain = self._domains.get(domain_part)
         if domain is None:
+            # validate_email treats these before any domain-name check; never cached.
+            if not domain_part or (domain_part[0] == "[" and domain_part[-1] == "]"):
+                return None
             domain = self._domain(domain_part)
         if isinstance(domain, str):
             return domain
-        # The library checks the original, the normalised and the IDNA-ASCII forms.
-        if (
-            local_octets + len(domain_part.encode()) > EMAIL_MAX_LENGTH
-            or local_octets + domain.domain_octets > EMAIL_MAX_LENGTH
-            or local_octets + domain.ascii_octets > EMAIL_MAX_LENGTH
-        ):
+        if local_octets + domain.octets > EMAIL_MAX_LENGTH:
             return None
-        return ValidAddress(f"{local}@{domain.domain}".lower(), domain.domain, domain.ascii_domain)
+        email = (local + "@" + domain.domain).lower()
+        # tuple.__new__ skips NamedTuple's Python-level __new__: half the cost of a row.
+        return _new_tuple(ValidAddress, (email, domain.domain, domain.ascii_domain))
 
     def _domain(self, domain_part: str) -> _Domain | str:
         """The domain's normalised forms, or the library's reason; cached by raw text."""
@@ -145,12 +146,10 @@ class AddressValidator:
         except EmailNotValidError as exc:
             entry = str(exc)
         else:
-            entry = _Domain(
-                info["domain"],
-                info["ascii_domain"],
-                len(info["domain"].encode()),
-                len(info["ascii_domain"]),
+            octets = max(
+                len(domain_part.encode()), len(info["domain"].encode()), len(info["ascii_domain"])
             )
+            entry = _Domain(info["domain"], info["ascii_domain"], octets)
         self._domains[domain_part] = entry
         return entry
 

@@ -167,9 +167,19 @@ class CsvSource:
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         """(row number, cells) for each non-blank row after the header."""
-        for cells in self._iter_records():
-            if not _is_blank(cells):
-                yield self._row, cells
+        assert self._records is not None, "read_header() first"
+        # The hot loop of an import: one generator, no helper calls per row.
+        row = self._row
+        try:
+            for cells in self._records:
+                row += 1
+                if "".join(cells).strip():
+                    yield row, cells
+        except csv.Error as exc:
+            message = f"row {row + 1} cannot be read as CSV ({exc})"
+            raise InvalidInput(message, field="file") from None
+        finally:
+            self._row = row
 
     def _iter_records(self) -> Iterator[list[str]]:
         assert self._records is not None, "read_header() first"

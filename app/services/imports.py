@@ -38,6 +38,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, BinaryIO, Final
 
 from sqlalchemy import insert, select, text
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
 COPY_READ_SIZE: Final = 1 << 18
+COPY_BATCH_LINES: Final = 2000
 ERROR_EMAIL_CHARS: Final = 320
 # Sorting a million staged addresses in memory rather than on disk; LOCAL, so only
 # for this transaction.
@@ -187,41 +189,50 @@ def _csv_copy_lines(
     width = len(header.names)
     email_index = header.email_index
     check = validator.check
-    for row_no, cells in source.rows():
-        tally.rows += 1
-        if tally.rows > max_rows:
-            raise PayloadTooLarge(
-                f"the file has more than {max_rows:,} data rows, the import limit", field="file"
-            )
-        if len(cells) != width:
-            if len(cells) > width:
-                if "".join(cells[width:]).strip():
-                    tally.reject(
-                        row_no,
-                        cells[email_index].strip(),
-                        f"the row has {len(cells)} values but the header has {width} columns",
-                    )
-                    continue
-                cells = cells[:width]
+    rows = 0
+    try:
+        for row_no, cells in source.rows():
+            rows += 1
+            if rows > max_rows:
+                raise PayloadTooLarge(
+                    f"the file has more than {max_rows:,} data rows, the import limit",
+                    field="file",
+                )
+            if len(cells) != width:
+                if len(cells) > width:
+                    if "".join(cells[width:]).strip():
+                        tally.reject(
+                            row_no,
+                            cells[email_index].strip(),
+                            f"the row has {len(cells)} values but the header has {width} columns",
+                        )
+                        continue
+                    cells = cells[:width]
+                else:
+                    cells = cells + [""] * (width - len(cells))
+            raw = cells[email_index].strip()
+            if not raw:
+                tally.reject(row_no, None, "no email address")
+                continue
+            address = check(raw)
+            if isinstance(address, str):
+                tally.reject(row_no, raw, address)
+                continue
+            joined = "\t".join(cells)
+            if (
+                joined.count("\t") != width - 1
+                or "\\" in joined
+                or "\n" in joined
+                or "\r" in joined
+            ):
+                joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
+            email, domain, ascii_domain = address
+            if domain == ascii_domain:
+                yield f"{row_no}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
             else:
-                cells = cells + [""] * (width - len(cells))
-        raw = cells[email_index].strip()
-        if not raw:
-            tally.reject(row_no, None, "no email address")
-            continue
-        address = check(raw)
-        if isinstance(address, str):
-            tally.reject(row_no, raw, address)
-            continue
-        joined = "\t".join(cells)
-        if (
-            joined.count("\t") != width - 1
-            or "\\" in joined
-            or "\n" in joined
-            or "\r" in joined
-        ):
-            joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
-        yield f"{row_no}\t{_address_columns(address)}\t{joined}\n"
+                yield f"{row_no}\t{_address_columns(address)}\t{joined}\n"
+    finally:
+        tally.rows = rows
 
 
 def _json_copy_lines(
@@ -348,18 +359,13 @@ class _CopySource:
         self.error: BaseException | None = None
 
     def read(self, size: int = COPY_READ_SIZE) -> str:
-        parts: list[str] = []
-        total = 0
+        # psycopg2 takes whatever length comes back; batching by line count keeps the
+        # per-line cost to one islice step.
         try:
-            for line in self._lines:
-                parts.append(line)
-                total += len(line)
-                if total >= size:
-                    break
+            return "".join(islice(self._lines, COPY_BATCH_LINES))
         except BaseException as exc:
             self.error = exc
             raise
-        return "".join(parts)
 
 
 class _Staging:
@@ -429,7 +435,7 @@ def _finish(
                         ELSE 'the domain ' || r.domain || ' is suppressed' END AS reason
             FROM (
                 SELECT row_no, email, domain, ascii_domain, ascii_email,
-                       min(row_no) OVER (PARTITION BY email) AS first_row
+                       min(row_no) OVER (PARTITION BY email COLLATE "C") AS first_row
                 FROM {stg}
             ) r
             LEFT JOIN recipients ex ON ex.campaign_id = :campaign_id AND ex.email = r.email
