@@ -1,8 +1,8 @@
 """Recipient imports (CSV upload or JSON list) into a campaign: one transaction, all valid
 rows or none. The caller owns the transaction (app.db.unit_of_work); nothing here commits.
 
-How an import runs, and why this way (1,000,000 rows in well under 20 s with the
-importer's memory flat):
+How an import runs, and why this way (the importer's memory stays flat: a 1,000,000-row
+file peaks at ~115 MB RSS, of which ~100 MB is the app itself; see bench/import.py):
 
 1. The campaign row is locked (FOR NO KEY UPDATE: recipients' foreign-key checks
    still pass) so two imports into one campaign, or an import and a cancel, take
@@ -19,8 +19,12 @@ importer's memory flat):
    the campaign, suppressed addresses and domains. Counts and the first errors come
    from that table.
 5. One `INSERT ... SELECT ... ON CONFLICT (campaign_id, email) DO NOTHING` adds the
-   rest as `pending`. Under the campaign lock nothing can conflict; if something
-   did, it would be counted as a duplicate all the same.
+   rest as `pending`, in file order. Under the campaign lock nothing can conflict;
+   if something did, it would be counted as a duplicate all the same. This statement
+   is most of an import's time: every row costs a heap insert, seven index
+   insertions and two foreign-key checks on `recipients` (~40 s per million rows on
+   the 2-core dev machine, whatever shared_buffers). Inserting sorted by email
+   saves ~10 % but loses the file order and needs a 256 MB sort; not done.
 6. The campaign's field_names become the sorted union with this import's, and one
    `imported` event records the counts (never an address).
 
