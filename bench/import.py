@@ -83,13 +83,15 @@ def bench_settings(database_url: str) -> Any:
 
     from app.settings import Settings
 
-    return Settings(
-        database_url=database_url,
-        secret_key="bench",
-        credentials_key=Fernet.generate_key().decode(),
-        company_address="Bench Ltd, 1 Bench Street",
-        log_level="WARNING",
-    )  # type: ignore[call-arg]
+    return Settings.model_validate(
+        {
+            "database_url": database_url,
+            "secret_key": "bench",
+            "credentials_key": Fernet.generate_key().decode(),
+            "company_address": "Bench Ltd, 1 Bench Street",
+            "log_level": "WARNING",
+        }
+    )
 
 
 def child(database_url: str, campaign_id: int, path: str) -> None:
