@@ -11,7 +11,7 @@ import base64
 import binascii
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_FREEMAIL_DOMAINS = (
@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty: every message carries the postal address")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _https_in_production(self) -> Settings:
+        # RFC 8058 one-click unsubscribe URLs must be https; only a local sandbox may use http.
+        if self.sendfleet_env == "production" and not self.public_base_url.startswith("https://"):
+            raise ValueError("PUBLIC_BASE_URL must be https:// in production (RFC 8058)")
+        return self
 
     def is_freemail(self, domain: str) -> bool:
         return domain in self.freemail_domains

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
+from flask.cli import AppGroup
 from sqlalchemy import select, update
 
 from app.api.auth import create_key
@@ -10,7 +11,7 @@ from app.db import unit_of_work
 from app.models import ApiKey
 
 
-@click.group(help="API keys: create, list, revoke.")
+@click.group(cls=AppGroup, help="API keys: create, list, revoke.")
 def keys() -> None:
     pass
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -11,7 +12,7 @@ from app.models import User
 MIN_PASSWORD_LENGTH = 10
 
 
-@click.group(help="UI users.")
+@click.group(cls=AppGroup, help="UI users.")
 def users() -> None:
     pass
 

@@ -155,10 +155,16 @@ def test_cr_or_lf_in_an_extra_header_is_refused() -> None:
 
 
 def test_invalid_unsubscribe_urls_are_refused() -> None:
-    with pytest.raises(ValueError, match="https"):
-        build_message(replace(SPEC, unsubscribe_url="http://app.example.com/u/x"))
+    for bad in ("ftp://app.example.com/u/x", "app.example.com/u/x", "https://a b.example/u/x"):
+        with pytest.raises(ValueError, match="http"):
+            build_message(replace(SPEC, unsubscribe_url=bad))
     with pytest.raises(ValueError, match="mailto"):
         build_message(replace(SPEC, unsubscribe_mailto="unsubscribe@example.com"))
+
+
+def test_a_local_sandbox_may_use_an_http_unsubscribe_url() -> None:
+    data = build_message(replace(SPEC, unsubscribe_url="http://localhost:5000/u/x"))
+    assert b"<http://localhost:5000/u/x>" in data
 
 
 def test_message_ids_are_unique_and_well_formed() -> None:

@@ -36,7 +36,7 @@ from app.services.unsubscribe import UnsubscribeTokens
 from app.settings import Settings
 from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
 from rotator.limiter import Limiter
-from rotator.message import HeaderInjection, MessageSpec, build_message, make_message_id
+from rotator.message import MessageSpec, build_message, make_message_id
 from rotator.providers.base import Security
 from rotator.templates import TemplateError, compiled_for
 from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
@@ -244,9 +244,12 @@ class _Sender:
         sent = claimed.sent
         try:
             data = self._build(claimed)
-        except (TemplateError, HeaderInjection) as exc:
+        except TemplateError as exc:
             reply = SmtpReply.from_error("template_error", str(exc)[:300])
             verdict = Verdict(Outcome.FAILED, "template_error", account_failure=False)
+        except ValueError as exc:  # HeaderInjection and any other message the builder refuses
+            reply = SmtpReply.from_error("message_error", str(exc)[:300])
+            verdict = Verdict(Outcome.FAILED, "message_error", account_failure=False)
         else:
             reply = smtp_pool().send(
                 str(self.account.id), self.endpoint, self.account.email, sent.email, data

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each printing a ratio against a raw baseline of the same run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then
+  echo "bench: installing postfix for smtp-sink" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+fi
+for bench in limiter message import send; do
+  echo "== bench/$bench.py"
+  .venv/bin/python "bench/$bench.py"
+done
