@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     migrate.init_app(app, db)
     login.init_app(app)
     from app import users  # noqa: F401  (registers the Flask-Login user loader)
+
     csrf.init_app(app)
 
     register_api(app)

@@ -9,7 +9,14 @@ from pythonjsonlogger.json import JsonFormatter
 
 from app.settings import Settings
 
-FIXED_KEYS = ("account_id", "campaign_id", "recipient_id", "recipient_domain", "smtp_code", "task_id")
+FIXED_KEYS = (
+    "account_id",
+    "campaign_id",
+    "recipient_id",
+    "recipient_domain",
+    "smtp_code",
+    "task_id",
+)
 
 
 class FixedKeysFilter(logging.Filter):

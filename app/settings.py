@@ -115,8 +115,9 @@ class Settings(BaseSettings):
             raw = b""
         if len(raw) != 32:
             raise ValueError(
-                "must be a Fernet key (32 url-safe base64-encoded bytes); make one with "
-                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                "must be a Fernet key (32 url-safe base64-encoded bytes); make one with: "
+                "python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
             )
         return value
 

@@ -36,8 +36,16 @@ PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1
 FIRST = ["Anna", "Ben", "Chloé", "David", "Emma", "Felix", "Greta", "Hugo", "Inès", "Jonas"]
 LAST = ["Müller", "Smith", "García", "Rossi", "Dubois", "Nowak", "Jensen", "O'Brien", "Kim"]
 CITIES = ["Berlin", "Paris", "Madrid", "Roma", "Kraków", "Lisboa", "Wien", "Zürich"]
-INVALID = ["{n}.example.com", "{n}@", "@{n}.com", "{n}@@example.com", "{n}.@example.com",
-           "{n}@example", "{n} x@example.com", "{n}@exa_mple.com"]
+INVALID = [
+    "{n}.example.com",
+    "{n}@",
+    "@{n}.com",
+    "{n}@@example.com",
+    "{n}.@example.com",
+    "{n}@example",
+    "{n} x@example.com",
+    "{n}@exa_mple.com",
+]
 
 
 def admin(sql: str) -> None:
@@ -53,7 +61,11 @@ def make_csv(path: Path, rows: int) -> dict[str, int]:
     rng = random.Random(42)
     # Short but realistic values, so that a million rows fit the default 50 MB limit.
     domains = [f"firm{i}.com" for i in range(3000)] + [
-        "gmail.com", "outlook.com", "yahoo.com", "web.de", "orange.fr"
+        "gmail.com",
+        "outlook.com",
+        "yahoo.com",
+        "web.de",
+        "orange.fr",
     ]
     seen: list[str] = []
     counts = {"imported": 0, "invalid": 0, "duplicate": 0}
@@ -108,12 +120,16 @@ def child(database_url: str, campaign_id: int, path: str) -> None:
         with open(path, "rb") as stream, unit_of_work() as session:
             report = import_csv(session, campaign_id, stream, settings)
         seconds = time.perf_counter() - started
-    print(json.dumps({
-        "seconds": seconds,
-        "baseline_rss_kb": baseline,
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "report": report.as_dict(),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "baseline_rss_kb": baseline,
+                "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "report": report.as_dict(),
+            }
+        )
+    )
 
 
 def bare_copy(database_url: str, path: Path) -> float:
@@ -145,8 +161,10 @@ def main() -> None:
         t0 = time.perf_counter()
         expected = make_csv(path, args.rows)
         size = path.stat().st_size
-        print(f"file: {args.rows:,} rows, {size / 1e6:.1f} MB, made in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"file: {args.rows:,} rows, {size / 1e6:.1f} MB, made in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         admin(f'CREATE DATABASE "{name}"')
         try:
             campaign_id = prepare(database_url)
@@ -154,7 +172,10 @@ def main() -> None:
             started = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, __file__, "--child", database_url, str(campaign_id), str(path)],
-                cwd=ROOT, capture_output=True, text=True, check=False,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             wall = time.perf_counter() - started
             if out.returncode != 0:
@@ -184,8 +205,10 @@ def prepare(database_url: str) -> int:
         upgrade()
         with unit_of_work() as session:
             campaign_id: int = session.execute(
-                text("INSERT INTO campaigns (name, subject, body_text) "
-                     "VALUES ('bench', 'Hi', 'Hi {{ first_name }}') RETURNING id")
+                text(
+                    "INSERT INTO campaigns (name, subject, body_text) "
+                    "VALUES ('bench', 'Hi', 'Hi {{ first_name }}') RETURNING id"
+                )
             ).scalar_one()
         from app.extensions import db
 
@@ -204,25 +227,38 @@ def report(
 ) -> None:
     got = result["report"]
     ours = result["seconds"]
-    print(f"bare COPY (unlogged, text): {copy_seconds:6.2f} s  "
-          f"{rows / copy_seconds:>10,.0f} rows/s")
+    print(
+        f"bare COPY (unlogged, text): {copy_seconds:6.2f} s  {rows / copy_seconds:>10,.0f} rows/s"
+    )
     print(f"import_csv (real path):     {ours:6.2f} s  {rows / ours:>10,.0f} rows/s")
-    print(f"ratio ours/COPY:            {ours / copy_seconds:6.1f}x slower "
-          f"({copy_seconds / ours:.0%} of COPY's rate)")
+    print(
+        f"ratio ours/COPY:            {ours / copy_seconds:6.1f}x slower "
+        f"({copy_seconds / ours:.0%} of COPY's rate)"
+    )
     print(f"import wall time (process start to exit): {wall:.2f} s; {size / ours / 1e6:.1f} MB/s")
-    print(f"importer RSS: baseline {result['baseline_rss_kb'] / 1024:.0f} MB before the import, "
-          f"peak {result['peak_rss_kb'] / 1024:.0f} MB "
-          f"(RUSAGE_CHILDREN peak {children_peak_kb / 1024:.0f} MB)")
+    print(
+        f"importer RSS: baseline {result['baseline_rss_kb'] / 1024:.0f} MB before the import, "
+        f"peak {result['peak_rss_kb'] / 1024:.0f} MB "
+        f"(RUSAGE_CHILDREN peak {children_peak_kb / 1024:.0f} MB)"
+    )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"benchmark process RSS: {own / 1024:.0f} MB")
     print(f"report: imported {got['imported']:,}, rejected {got['rejected']}")
-    want = {"imported": expected["imported"], "rejected": {
-        "invalid": expected["invalid"], "duplicate": expected["duplicate"], "suppressed": 0}}
+    want = {
+        "imported": expected["imported"],
+        "rejected": {
+            "invalid": expected["invalid"],
+            "duplicate": expected["duplicate"],
+            "suppressed": 0,
+        },
+    }
     exact = want == {"imported": got["imported"], "rejected": got["rejected"]}
     print(f"counts exact: {'yes' if exact else 'NO, expected ' + json.dumps(want)}")
     met = ours < 20 and result["peak_rss_kb"] < 300 * 1024
-    print(f"targets (1M rows < 20 s, peak RSS < 300 MB): {'met' if met else 'NOT met'}"
-          + ("" if rows == 1_000_000 else f" (for {rows:,} rows)"))
+    print(
+        f"targets (1M rows < 20 s, peak RSS < 300 MB): {'met' if met else 'NOT met'}"
+        + ("" if rows == 1_000_000 else f" (for {rows:,} rows)")
+    )
     if not exact:
         sys.exit(1)
 

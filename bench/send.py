@@ -58,7 +58,8 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
         sys.exit("smtp-sink not found: apt-get install postfix")
     process = subprocess.Popen(
         [binary, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(50):
         try:
@@ -74,9 +75,13 @@ def sample_message() -> bytes:
 
     return build_message(
         MessageSpec(
-            from_email="bench@bench.example", from_name="Bench", to_email="x@gmail.com",
-            subject="Hello there", text="Hi there,\nA short note from the benchmark.\n",
-            html=None, unsubscribe_url="https://sendfleet.test/u/token",
+            from_email="bench@bench.example",
+            from_name="Bench",
+            to_email="x@gmail.com",
+            subject="Hello there",
+            text="Hi there,\nA short note from the benchmark.\n",
+            html=None,
+            unsubscribe_url="https://sendfleet.test/u/token",
             unsubscribe_mailto="mailto:unsubscribe@bench.example?subject=unsubscribe-token",
             company_address="Bench Ltd, 1 Test Street, Berlin",
             message_id=make_message_id("bench.example"),
@@ -115,7 +120,8 @@ def limiter_figures(seconds: float = 2.0) -> tuple[float, float]:
     while time.perf_counter() - started < seconds:
         batch = [
             [
-                Window(Scope.SYSTEM, "*", 60, big), Window(Scope.SYSTEM, "*", 86400, big),
+                Window(Scope.SYSTEM, "*", 60, big),
+                Window(Scope.SYSTEM, "*", 86400, big),
                 Window(Scope.ACCOUNT, str(i % 3), 60, big),
                 Window(Scope.ACCOUNT, str(i % 3), 86400, big),
                 Window(Scope.SENDING_DOMAIN, "bench.example", 60, big),
@@ -165,22 +171,59 @@ def pipeline(port: int, recipients: int, workdir: Path) -> float:
     try:
         subprocess.run(
             [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-            cwd=ROOT, env=env, check=True, capture_output=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         campaign_id = _seed(database_url, recipients)
         log = open(workdir / "worker.log", "wb")  # noqa: SIM115
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-c", "2",
-             "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-c",
+                    "2",
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         _wait_for_worker()
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s",
-             str(workdir / "beat-schedule"), "--loglevel", "WARNING"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "beat",
+                    "-s",
+                    str(workdir / "beat-schedule"),
+                    "--loglevel",
+                    "WARNING",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         conn = psycopg2.connect(database_url)
         conn.autocommit = True
         cur = conn.cursor()
@@ -190,7 +233,8 @@ def pipeline(port: int, recipients: int, workdir: Path) -> float:
             cur.execute(
                 "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER "
                 "(WHERE status IN ('pending','queued','sending','deferred')) "
-                "FROM recipients WHERE campaign_id = %s", (campaign_id,),
+                "FROM recipients WHERE campaign_id = %s",
+                (campaign_id,),
             )
             sent, waiting = cur.fetchone()
             if waiting == 0:

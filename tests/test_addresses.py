@@ -59,12 +59,18 @@ locals_ = st.one_of(ascii_locals, ascii_locals, unicode_locals, quoted_locals, s
 ascii_labels = st.text(alphabet=string.ascii_letters + string.digits + "-", min_size=1, max_size=20)
 idn_labels = st.one_of(
     st.sampled_from(["münchen", "bücher", "straße", "日本", "пример", "ΔΙΑΣ", "ﬁ", "ⓐ", "١٢٣"]),
-    st.text(alphabet=st.characters(codec="utf-8", categories=("Ll", "Lo", "Mn")), min_size=1,
-            max_size=8),
+    st.text(
+        alphabet=st.characters(codec="utf-8", categories=("Ll", "Lo", "Mn")), min_size=1, max_size=8
+    ),
 )
 long_labels = st.integers(60, 66).map(lambda n: "c" * n)
-labels = st.one_of(ascii_labels, ascii_labels, idn_labels, long_labels,
-                   st.sampled_from(["xn--mnchen-3ya", "xn--zz", "ab--cd", "-x", "x-", ""]))
+labels = st.one_of(
+    ascii_labels,
+    ascii_labels,
+    idn_labels,
+    long_labels,
+    st.sampled_from(["xn--mnchen-3ya", "xn--zz", "ab--cd", "-x", "x-", ""]),
+)
 tlds = st.sampled_from(
     ["com", "de", "ORG", "xn--p1ai", "рф", "test", "local", "invalid", "onion", "123", "c0m", "io"]
 )
@@ -73,8 +79,20 @@ domains = st.one_of(
         lambda t: ".".join([*t[0], t[1]])
     ),
     st.sampled_from(
-        ["example.com.", "EXAMPLE.COM", "a..b.com", "[192.0.2.1]", "[IPv6:::1]", "example。com",
-         "ex ample.com", "ex_ample.com", "", "localhost", "b@c.com", "xn--ls8h.la"]
+        [
+            "example.com.",
+            "EXAMPLE.COM",
+            "a..b.com",
+            "[192.0.2.1]",
+            "[IPv6:::1]",
+            "example。com",
+            "ex ample.com",
+            "ex_ample.com",
+            "",
+            "localhost",
+            "b@c.com",
+            "xn--ls8h.la",
+        ]
     ),
     st.integers(240, 256).map(lambda n: "d" * (n - 4) + ".com"),  # around the 253 limit
     st.integers(40, 70).map(lambda n: ".".join(["ü" * 20] * (n // 20)) + ".de"),

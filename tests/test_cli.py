@@ -103,7 +103,11 @@ def test_missing_required_setting_names_the_variable(settings_env):
     clean = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_KEY"}
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "keys", "list"],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "CREDENTIALS_KEY: is required" in result.stderr
@@ -113,7 +117,11 @@ def test_malformed_setting_names_the_variable(settings_env):
     env = {**os.environ, **settings_env, "LIMIT_SYSTEM_PER_MINUTE": "lots"}
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "keys", "list"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "LIMIT_SYSTEM_PER_MINUTE" in result.stderr

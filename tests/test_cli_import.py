@@ -45,8 +45,9 @@ def test_the_error_list_is_capped_and_says_so(factory, settings_env, tmp_path: P
     campaign = factory.create_campaign()
     path = tmp_path / "bad.csv"
     path.write_text("email\n" + "".join(f"bad{i}\n" for i in range(5)) + "ok@example.com\n")
-    result = flask_cli({**settings_env, "IMPORT_ERROR_LIMIT": "2"}, "import", str(campaign.id),
-                       str(path))
+    result = flask_cli(
+        {**settings_env, "IMPORT_ERROR_LIMIT": "2"}, "import", str(campaign.id), str(path)
+    )
     assert result.returncode == 0, result.stderr
     assert "First 2 of 5 rejected rows:" in result.stdout
     assert result.stdout.count("  row ") == 2
@@ -70,8 +71,9 @@ def test_a_file_over_the_row_limit_exits_non_zero(factory, settings_env, tmp_pat
     campaign = factory.create_campaign()
     path = tmp_path / "many.csv"
     path.write_text("email\n" + "".join(f"u{i}@example.com\n" for i in range(11)))
-    result = flask_cli({**settings_env, "IMPORT_MAX_ROWS": "10"}, "import", str(campaign.id),
-                       str(path))
+    result = flask_cli(
+        {**settings_env, "IMPORT_MAX_ROWS": "10"}, "import", str(campaign.id), str(path)
+    )
     assert result.returncode == 1
     assert "file: the file has more than 10 data rows" in result.stderr
     assert recipients(campaign.id) == []

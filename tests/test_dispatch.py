@@ -94,9 +94,9 @@ def test_account_day_cap_postpones_the_rest_until_its_window_frees(app, factory)
     before = time.time()
     result = dispatch(app)
     assert result.queued == 3 and result.postponed == 2
-    waiting = db.session.execute(
-        select(Recipient).where(Recipient.status == "pending")
-    ).scalars().all()
+    waiting = (
+        db.session.execute(select(Recipient).where(Recipient.status == "pending")).scalars().all()
+    )
     assert len(waiting) == 2
     for row in waiting:
         assert before + 86400 - 5 <= row.next_attempt_at.timestamp() <= time.time() + 86400 + 5
@@ -189,9 +189,9 @@ def test_per_minute_limit_of_an_account_holds_and_says_when_to_come_back(app, fa
     before = time.time()
     result = dispatch(app)
     assert result.queued == settings.limit_account_per_minute
-    waiting = db.session.execute(
-        select(Recipient).where(Recipient.status == "pending")
-    ).scalars().all()
+    waiting = (
+        db.session.execute(select(Recipient).where(Recipient.status == "pending")).scalars().all()
+    )
     assert len(waiting) == 15 - settings.limit_account_per_minute
     for row in waiting:
         assert before + 55 <= row.next_attempt_at.timestamp() <= time.time() + 61
@@ -243,8 +243,12 @@ def test_campaign_completes_when_nothing_is_left_to_do(app, factory):
 def test_campaign_with_work_left_does_not_complete(app, factory):
     factory.create_account()
     campaign = factory.create_campaign(status="running")
-    factory.create_recipients(campaign, ["a@x.example"], status="deferred",
-                              next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+    factory.create_recipients(
+        campaign,
+        ["a@x.example"],
+        status="deferred",
+        next_attempt_at=datetime.now(UTC) + timedelta(hours=1),
+    )
     assert dispatch(app).completed_campaigns == []
 
 
@@ -263,8 +267,12 @@ def test_two_connections_never_claim_the_same_rows(app, factory, database_url):
     factory.create_recipients(campaign, _emails(10))
     first = psycopg2.connect(database_url)
     second = psycopg2.connect(database_url)
-    sql = str(CLAIM_DUE).replace(":campaign_ids", "%(campaign_ids)s").replace(
-        ":now", "%(now)s").replace(":limit", "%(limit)s")
+    sql = (
+        str(CLAIM_DUE)
+        .replace(":campaign_ids", "%(campaign_ids)s")
+        .replace(":now", "%(now)s")
+        .replace(":limit", "%(limit)s")
+    )
     params = {"campaign_ids": [campaign.id], "now": datetime.now(UTC), "limit": 6}
     try:
         with first.cursor() as a, second.cursor() as b:

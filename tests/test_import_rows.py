@@ -112,8 +112,10 @@ def test_rows_may_come_from_a_generator(campaign, settings):
     ("rows", "text"),
     [
         ([{"email": "a@example.com"}, ["b@example.com"]], "recipients row 3 must be an object"),
-        ([{"email": "a@example.com", "First Name": "A", "first_name": "B"}],
-         "keys 'First Name' and 'first_name' both become the field 'first_name'"),
+        (
+            [{"email": "a@example.com", "First Name": "A", "first_name": "B"}],
+            "keys 'First Name' and 'first_name' both become the field 'first_name'",
+        ),
         ([{"email": "a@example.com", "E-mail": "b@example.com"}], "two email keys"),
         ([{"email": "a@example.com", "tags": ["x"]}], "'tags' must be a string"),
         ([{"email": "a@example.com", "n": float("nan")}], "'n' is not a finite number"),

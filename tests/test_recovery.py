@@ -60,9 +60,7 @@ def test_fresh_queued_rows_are_left_alone(app, factory):
     assert _recover(app).requeued == 0
 
 
-def test_stale_sending_rows_become_unknown_with_an_event_and_are_not_resent(
-    app, factory, settings
-):
+def test_stale_sending_rows_become_unknown_with_an_event_and_are_not_resent(app, factory, settings):
     factory.create_account()
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, ["a@x.example"], status="sending", message_id="<m@x>")
@@ -98,8 +96,10 @@ def test_unknown_rows_raise_one_alert_per_campaign(app, factory, settings, redis
 
 def test_accounts_whose_pause_is_over_return_to_rotation(app, factory):
     over = factory.create_account(
-        status="paused", paused_until=datetime.now(UTC) - timedelta(minutes=1),
-        paused_reason="3 consecutive failures", consecutive_failures=3,
+        status="paused",
+        paused_until=datetime.now(UTC) - timedelta(minutes=1),
+        paused_reason="3 consecutive failures",
+        consecutive_failures=3,
     )
     still = factory.create_account(
         status="paused", paused_until=datetime.now(UTC) + timedelta(hours=1)

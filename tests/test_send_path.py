@@ -123,9 +123,7 @@ def test_a_deferred_recipient_is_retried_and_sent(app, factory, smtp_server):
     _running(factory, ["later@example.org"])
     smtp_server.fail_all(421, "4.7.0 Try again later", times=1)
     run_until_idle(app)
-    db.session.execute(
-        Recipient.__table__.update().values(next_attempt_at=datetime.now(UTC))
-    )
+    db.session.execute(Recipient.__table__.update().values(next_attempt_at=datetime.now(UTC)))
     db.session.commit()
     run_until_idle(app)
     row = _recipient("later@example.org")
@@ -199,9 +197,11 @@ def test_hard_bounce_is_suppressed_for_every_campaign(app, factory, smtp_server)
     later = factory.create_campaign(status="running")
     factory.create_recipients(later, ["gone@example.org"])
     run_until_idle(app)
-    rows = db.session.execute(
-        select(Recipient.status).where(Recipient.campaign_id == later.id)
-    ).scalars().all()
+    rows = (
+        db.session.execute(select(Recipient.status).where(Recipient.campaign_id == later.id))
+        .scalars()
+        .all()
+    )
     assert rows == ["suppressed"]
     assert len(smtp_server.messages_for("gone@example.org")) == 0
 

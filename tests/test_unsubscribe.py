@@ -24,7 +24,7 @@ def test_get_shows_a_confirmation_page_and_changes_nothing(client, factory, sett
     response = client.get(f"/u/{_tokens(settings).token(row.id)}")
     assert response.status_code == 200
     assert b"reader@example.org" in response.data
-    assert b"<form method=\"post\">" in response.data
+    assert b'<form method="post">' in response.data
     assert db.session.execute(select(Suppression)).first() is None
 
 
@@ -38,7 +38,9 @@ def test_one_click_post_suppresses_without_login_or_csrf(client, factory, settin
     assert response.status_code == 200
     suppression = db.session.execute(select(Suppression)).scalar_one()
     assert (suppression.value, suppression.reason, suppression.source) == (
-        "reader@example.org", "unsubscribed", "one-click",
+        "reader@example.org",
+        "unsubscribed",
+        "one-click",
     )
     event = db.session.execute(select(Event).where(Event.type == "unsubscribed")).scalar_one()
     assert (event.campaign_id, event.recipient_id) == (campaign.id, row.id)

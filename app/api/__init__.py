@@ -48,9 +48,7 @@ def api_config() -> dict[str, Any]:
         "OPENAPI_JSON_PATH": "openapi.json",
         "API_SPEC_OPTIONS": {
             "security": [{"bearerAuth": []}],
-            "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-            },
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "info": {
                 "description": 'Sendfleet outreach API. Errors: {"error": {code, message, field?}}'
             },
@@ -65,9 +63,7 @@ def register_api(app: Flask) -> Api:
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
     api.register_blueprint(_protected(accounts.blp), url_prefix=f"{API_PREFIX}/accounts")
     api.register_blueprint(_protected(campaigns.blp), url_prefix=f"{API_PREFIX}/campaigns")
-    api.register_blueprint(
-        _protected(suppressions.blp), url_prefix=f"{API_PREFIX}/suppressions"
-    )
+    api.register_blueprint(_protected(suppressions.blp), url_prefix=f"{API_PREFIX}/suppressions")
     return api
 
 

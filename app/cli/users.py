@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 from email_validator import EmailNotValidError, validate_email
+from flask.cli import AppGroup
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 

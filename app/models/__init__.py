@@ -5,7 +5,7 @@ from app.models.accounts import Account, AccountStatus
 from app.models.auth import ApiKey, User
 from app.models.base import Base
 from app.models.blacklist import BlacklistCheck
-from app.models.campaigns import TRANSITIONS, Campaign, CampaignStatus
+from app.models.campaigns import OPEN_STATUSES, TRANSITIONS, Campaign, CampaignStatus
 from app.models.events import Event, EventType
 from app.models.limits import SCOPES, LimitOverride
 from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
@@ -14,6 +14,7 @@ from app.models.suppressions import Suppression, SuppressionKind, SuppressionRea
 __all__ = [
     "DUE_STATUSES",
     "FINAL_STATUSES",
+    "OPEN_STATUSES",
     "SCOPES",
     "TRANSITIONS",
     "Account",

@@ -19,6 +19,9 @@ class CampaignStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# Campaigns whose waiting recipients may still be sent (suppressions reach into these).
+OPEN_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
 # Allowed state changes: action -> (from states, to state).
 TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
     "start": (frozenset({CampaignStatus.DRAFT}), CampaignStatus.RUNNING),

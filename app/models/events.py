@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,8 +36,9 @@ class EventType(StrEnum):
 
 
 class Event(Base):
-    """Append-only log. Rows are never updated; the recipient id is not a foreign key so
-    writes to the hot path stay cheap and history survives a deleted campaign."""
+    """Append-only log. Rows are never updated. No foreign keys: an event is written for
+    nearly every send, a key check would lock the campaign and account rows against every
+    other worker, and history must outlive a deleted campaign or account."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -48,10 +49,8 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
-    campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="SET NULL")
-    )
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
     recipient_id: Mapped[int | None] = mapped_column(BigInteger)
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = created_at_column()

@@ -71,8 +71,14 @@ class Recipient(Base):
             "updated_at",
             postgresql_where=text("status IN ('queued', 'sending')"),
         ),
-        Index("ix_recipients_message_id", "message_id"),
-        Index("ix_recipients_email", "email"),
+        # Matching bounces and feedback reports to a send; only sends have one.
+        Index(
+            "ix_recipients_message_id",
+            "message_id",
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
+        # No index on email alone: lookups by address go through the open campaigns and
+        # uq_recipients_campaign_email, which keeps imports and status changes cheaper.
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -83,9 +89,7 @@ class Recipient(Base):
     status: Mapped[str] = mapped_column(String(16), server_default=RecipientStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    account_id: Mapped[int | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="SET NULL")
-    )
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     # The reservation token written into the limiter windows, for release.
     reservation: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(255))

@@ -117,9 +117,7 @@ def header_for(cells: list[str], header_row: int) -> Header:
     email_columns = [i for i, name in enumerate(names) if is_email_header(name)]
     if len(email_columns) > 1:
         found = ", ".join(repr(cells[i]) for i in email_columns)
-        raise InvalidInput(
-            f"more than one email column ({found}); keep one of them", field="file"
-        )
+        raise InvalidInput(f"more than one email column ({found}); keep one of them", field="file")
     if not email_columns:
         shown = ", ".join(repr(c) for c in cells[:10]) or "nothing"
         hint = ""

@@ -40,7 +40,9 @@ class LimitTable:
     def account(self, account: Account) -> Limit:
         cap_today = account.cap_today(self.settings.warmup_start, self.settings.warmup_step)
         per_minute = account.per_minute_limit or self.settings.limit_account_per_minute
-        merged = _merge(Limit(per_minute, cap_today), self._override(Scope.ACCOUNT, str(account.id)))
+        merged = _merge(
+            Limit(per_minute, cap_today), self._override(Scope.ACCOUNT, str(account.id))
+        )
         # An override may lower the day cap, never lift it past the warm-up ramp.
         per_day = cap_today if merged.per_day is None else min(merged.per_day, cap_today)
         return Limit(merged.per_minute, per_day)
@@ -69,16 +71,16 @@ class LimitTable:
         scoped = [
             (Scope.SYSTEM, SYSTEM_KEY, self.system()),
             (Scope.ACCOUNT, str(account.id), self.account(account)),
-            (Scope.SENDING_DOMAIN, account.sending_domain, self.sending_domain(account.sending_domain)),
+            (
+                Scope.SENDING_DOMAIN,
+                account.sending_domain,
+                self.sending_domain(account.sending_domain),
+            ),
             (Scope.RECIPIENT_DOMAIN, recipient_domain, self.recipient_domain(recipient_domain)),
         ]
         if campaign_id is not None and campaign_daily_cap is not None:
             scoped.append((Scope.CAMPAIGN, str(campaign_id), Limit(None, campaign_daily_cap)))
-        return [
-            window
-            for scope, key, limit in scoped
-            for window in _windows(scope, key, limit)
-        ]
+        return [window for scope, key, limit in scoped for window in _windows(scope, key, limit)]
 
 
 def _merge(default: Limit, override: Limit | None) -> Limit:

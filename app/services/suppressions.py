@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput, NotFound
 from app.models import (
     DUE_STATUSES,
+    OPEN_STATUSES,
+    Campaign,
     Event,
     EventType,
     Recipient,
@@ -71,7 +73,14 @@ def suppress_waiting_recipients(
     column = Recipient.email if kind is SuppressionKind.EMAIL else Recipient.domain
     moved = (
         update(Recipient)
-        .where(column == value, Recipient.status.in_([s.value for s in DUE_STATUSES]))
+        .where(
+            # Through the open campaigns, so the lookup uses uq_recipients_campaign_email.
+            Recipient.campaign_id.in_(
+                select(Campaign.id).where(Campaign.status.in_([s.value for s in OPEN_STATUSES]))
+            ),
+            column == value,
+            Recipient.status.in_([s.value for s in DUE_STATUSES]),
+        )
         .values(status=RecipientStatus.SUPPRESSED.value, updated_at=func.now())
         .returning(Recipient.id, Recipient.campaign_id)
         .cte("moved")

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     DUE_STATUSES,
+    OPEN_STATUSES,
+    Campaign,
     Event,
     EventType,
     Recipient,
@@ -90,7 +92,13 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, source: str) -> boo
     # Rows still waiting in any campaign will not be sent; the send path re-checks as well.
     session.execute(
         update(Recipient)
-        .where(Recipient.email == subscriber.email, Recipient.status.in_(DUE_STATUSES))
+        .where(
+            Recipient.campaign_id.in_(
+                select(Campaign.id).where(Campaign.status.in_(OPEN_STATUSES))
+            ),
+            Recipient.email == subscriber.email,
+            Recipient.status.in_(DUE_STATUSES),
+        )
         .values(status=RecipientStatus.UNSUBSCRIBED.value)
     )
     if inserted is not None:

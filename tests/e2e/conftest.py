@@ -51,7 +51,10 @@ class Stack:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", *args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.processes[name] = process
@@ -60,11 +63,23 @@ class Stack:
     def start_worker(self, name: str = "worker") -> None:
         log_path = self.workdir / f"{name}.log"
         start = log_path.stat().st_size if log_path.exists() else 0
-        self._start(name, [
-            "worker", "--pool", "prefork", "-c", str(self.concurrency), "--loglevel", "INFO",
-            "-n", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-            "--without-heartbeat",
-        ])
+        self._start(
+            name,
+            [
+                "worker",
+                "--pool",
+                "prefork",
+                "-c",
+                str(self.concurrency),
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"{name}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             if b" ready." in log_path.read_bytes()[start:]:
@@ -75,7 +90,9 @@ class Stack:
         raise RuntimeError(f"celery worker did not start:\n{self.log(name)[-3000:]}")
 
     def start_beat(self) -> None:
-        self._start("beat", ["beat", "-s", str(self.workdir / "beat-schedule"), "--loglevel", "INFO"])
+        self._start(
+            "beat", ["beat", "-s", str(self.workdir / "beat-schedule"), "--loglevel", "INFO"]
+        )
 
     def kill(self, name: str) -> None:
         os.killpg(self.processes[name].pid, signal.SIGKILL)

@@ -32,9 +32,15 @@ def _received_by_recipient(servers) -> Counter[str]:
 
 def _assert_exactly_once(servers, campaign_id: int) -> list[Recipient]:
     db.session.rollback()
-    sent = db.session.execute(
-        select(Recipient).where(Recipient.campaign_id == campaign_id, Recipient.status == "sent")
-    ).scalars().all()
+    sent = (
+        db.session.execute(
+            select(Recipient).where(
+                Recipient.campaign_id == campaign_id, Recipient.status == "sent"
+            )
+        )
+        .scalars()
+        .all()
+    )
     received = _received_by_recipient(servers)
     assert max(received.values()) == 1, "a recipient received two copies"
     assert set(received) == {r.email for r in sent}
@@ -72,13 +78,23 @@ def test_campaign_is_sent_exactly_once_within_every_domain_cap(stack, factory, s
 
     # The rest waits for its recipient domain's window: the first send there plus a day.
     first_send = {
-        domain: min(r.received_at for s in smtp_servers for r in s.received
-                    if r.recipients[0].endswith("@" + domain))
+        domain: min(
+            r.received_at
+            for s in smtp_servers
+            for r in s.received
+            if r.recipients[0].endswith("@" + domain)
+        )
         for domain in DOMAINS
     }
-    waiting = db.session.execute(
-        select(Recipient).where(Recipient.campaign_id == campaign.id, Recipient.status == "pending")
-    ).scalars().all()
+    waiting = (
+        db.session.execute(
+            select(Recipient).where(
+                Recipient.campaign_id == campaign.id, Recipient.status == "pending"
+            )
+        )
+        .scalars()
+        .all()
+    )
     for row in waiting:
         expected = first_send[row.domain] + 86400
         assert abs(row.next_attempt_at.timestamp() - expected) < 10, row.domain
@@ -103,9 +119,11 @@ def test_account_caps_hold_and_the_rest_waits_for_the_first_account_to_free(
     assert Counter(r.account_id for r in sent) == {acc.id: 40 for acc in accounts}
     db.session.expire_all()
     assert all(db.session.get(Account, acc.id).status == "active" for acc in accounts)
-    waiting = db.session.execute(
-        select(Recipient.next_attempt_at).where(Recipient.status == "pending")
-    ).scalars().all()
+    waiting = (
+        db.session.execute(select(Recipient.next_attempt_at).where(Recipient.status == "pending"))
+        .scalars()
+        .all()
+    )
     # No account has room before its own first send leaves the rolling day.
     earliest = min(r.received_at for s in smtp_servers for r in s.received)
     for at in waiting:

@@ -65,7 +65,9 @@ def test_550_5_1_1_bounces_and_suppresses_the_address(stack, factory, smtp_serve
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, _emails(10))
     for gone in ("person3@gmail.com", "person7@gmail.com"):
-        smtp_server.fail_rcpt(gone, 550, "5.1.1 The email account that you tried to reach does not exist.")
+        smtp_server.fail_rcpt(
+            gone, 550, "5.1.1 The email account that you tried to reach does not exist."
+        )
     wait_until(settled(campaign.id), 60, "all done")
     assert status_counts(campaign.id) == {"sent": 8, "bounced": 2}
     suppressed = db.session.execute(select(Suppression.value)).scalars().all()
@@ -111,7 +113,8 @@ def test_a_task_delivered_twice_sends_once(stack, factory, smtp_server):
     campaign = factory.create_campaign(status="draft")
     rows = factory.create_recipients(campaign, _emails(5), status="queued", account_id=account.id)
     db.session.execute(
-        campaign.__table__.update().where(campaign.__table__.c.id == campaign.id)
+        campaign.__table__.update()
+        .where(campaign.__table__.c.id == campaign.id)
         .values(status="running")
     )
     db.session.commit()
@@ -134,7 +137,8 @@ def test_one_click_unsubscribe_from_the_received_header(stack, factory, smtp_ser
     [received] = smtp_server.messages_for("reader@example.org")
     message = email.message_from_bytes(received.data, policy=default_policy)
     https = next(
-        part.strip(" <>") for part in message["List-Unsubscribe"].split(",")
+        part.strip(" <>")
+        for part in message["List-Unsubscribe"].split(",")
         if part.strip().startswith("<https")
     )
     response = client.post(

@@ -19,8 +19,11 @@ def test_sigkill_mid_campaign_leaves_no_duplicate_and_at_most_concurrency_unknow
     app, settings_env, factory, smtp_servers, tmp_path
 ):
     stack = make_stack(
-        settings_env, tmp_path,
-        SEND_LEASE_SECONDS="3", QUEUED_STALE_SECONDS="3", SEND_GROUP_SIZE="5",
+        settings_env,
+        tmp_path,
+        SEND_LEASE_SECONDS="3",
+        QUEUED_STALE_SECONDS="3",
+        SEND_GROUP_SIZE="5",
         DISPATCH_MAX_IN_FLIGHT="40",
     )
 

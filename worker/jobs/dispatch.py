@@ -221,7 +221,9 @@ def run_dispatch() -> DispatchResult:
         lock.release()
 
 
-def dispatch_until_done(redis: Redis, settings: Settings, *, budget_seconds: float) -> DispatchResult:
+def dispatch_until_done(
+    redis: Redis, settings: Settings, *, budget_seconds: float
+) -> DispatchResult:
     """Repeats batches while due work can go and the budget lasts; each batch is committed
     and its tasks enqueued before the next one is claimed."""
     limiter = Limiter(redis)
@@ -240,9 +242,7 @@ def enqueue(batches: list[tuple[int, list[int]]]) -> None:
     """After the commit only: a task must never find its rows not yet visible. A failure here
     leaves the rows `queued`; recovery returns them to `pending`."""
     for account_id, ids in batches:
-        current_celery.send_task(
-            "sendfleet.send_batch", args=[account_id, ids], queue=SEND_QUEUE
-        )
+        current_celery.send_task("sendfleet.send_batch", args=[account_id, ids], queue=SEND_QUEUE)
 
 
 def dispatch_batch(
@@ -285,7 +285,9 @@ def _campaigns_in_window(session: Session, now: datetime) -> dict[int, Campaign]
     return {c.id: c for c in running if in_window(c.window, now)}
 
 
-def _drop_suppressed(session: Session, rows: list[Any], now: datetime, result: DispatchResult) -> list[Any]:
+def _drop_suppressed(
+    session: Session, rows: list[Any], now: datetime, result: DispatchResult
+) -> list[Any]:
     hits = set(
         session.execute(
             SUPPRESSED_AMONG,
@@ -505,9 +507,7 @@ def _write_postponed(
         datetime.fromtimestamp(item.retry_at, UTC) if item.retry_at is not None else fallback
         for item in postponed
     ]
-    session.execute(
-        POSTPONE, {"ids": [item.id for item in postponed], "ats": ats, "now": now}
-    )
+    session.execute(POSTPONE, {"ids": [item.id for item in postponed], "ats": ats, "now": now})
     result.postponed = len(postponed)
 
 
@@ -518,4 +518,3 @@ def _alert_campaigns_without_accounts(due: list[_Due], campaigns: dict[int, Camp
             f"Campaign {campaign_id} ({campaigns[campaign_id].name}) has recipients waiting "
             "but no active account it is allowed to use.",
         )
-

@@ -161,8 +161,12 @@ def record(
     )
     if outcome is Outcome.ACCOUNT_DISABLED:
         set_account_status(
-            session, account_id, AccountStatus.DISABLED, until=None,
-            reason=f"{verdict.reason}: {reply.text[:200]}", event=EventType.ACCOUNT_DISABLED,
+            session,
+            account_id,
+            AccountStatus.DISABLED,
+            until=None,
+            reason=f"{verdict.reason}: {reply.text[:200]}",
+            event=EventType.ACCOUNT_DISABLED,
         )
     else:
         until = (
@@ -171,8 +175,12 @@ def record(
             else now + timedelta(seconds=settings.policy_pause_seconds)
         )
         set_account_status(
-            session, account_id, AccountStatus.PAUSED, until=until,
-            reason=f"{verdict.reason}: {reply.text[:200]}", event=EventType.ACCOUNT_PAUSED,
+            session,
+            account_id,
+            AccountStatus.PAUSED,
+            until=until,
+            reason=f"{verdict.reason}: {reply.text[:200]}",
+            event=EventType.ACCOUNT_PAUSED,
         )
     return Recorded(outcome, stops_account=True)
 
@@ -188,22 +196,50 @@ def _defer(
 ) -> bool:
     delays = settings.retry_delays_seconds
     if sent.attempts > len(delays):
-        _finish(session, sent, RecipientStatus.FAILED, EventType.FAILED, reply, now,
-                {**data, "attempts": sent.attempts, "final": True})
+        _finish(
+            session,
+            sent,
+            RecipientStatus.FAILED,
+            EventType.FAILED,
+            reply,
+            now,
+            {**data, "attempts": sent.attempts, "final": True},
+        )
     else:
         retry_at = now + timedelta(seconds=delays[sent.attempts - 1])
-        _finish(session, sent, RecipientStatus.DEFERRED, EventType.DEFERRED, reply, now,
-                {**data, "attempts": sent.attempts}, next_attempt_at=retry_at)
+        _finish(
+            session,
+            sent,
+            RecipientStatus.DEFERRED,
+            EventType.DEFERRED,
+            reply,
+            now,
+            {**data, "attempts": sent.attempts},
+            next_attempt_at=retry_at,
+        )
     failures = session.execute(COUNT_FAILURE, {"id": account_id}).scalar_one()
     if failures < settings.failures_before_pause:
         return False
     set_account_status(
-        session, account_id, AccountStatus.PAUSED,
+        session,
+        account_id,
+        AccountStatus.PAUSED,
         until=now + timedelta(seconds=settings.failure_pause_seconds),
         reason=f"{failures} consecutive failures, last: {reply.text[:200]}",
         event=EventType.ACCOUNT_PAUSED,
     )
     return True
+
+
+def event_data(sent: Sent, reply: SmtpReply, verdict: Verdict) -> str:
+    return json.dumps(
+        {
+            "reason": verdict.reason,
+            "smtp_code": reply.code,
+            "enhanced": reply.enhanced,
+            "message_id": sent.message_id,
+        }
+    )
 
 
 def _finish(
@@ -250,9 +286,7 @@ def set_account_status(
             "until": until,
             "reason": reason,
             "event": event.value,
-            "data": json.dumps(
-                {"reason": reason, "until": until.isoformat() if until else None}
-            ),
+            "data": json.dumps({"reason": reason, "until": until.isoformat() if until else None}),
         },
     ).first()
     if changed is None:

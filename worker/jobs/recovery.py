@@ -121,7 +121,9 @@ def run_recovery() -> RecoveryResult:
     return result
 
 
-def recover(session: Session, limiter: Limiter, settings: Settings, *, now: datetime) -> RecoveryResult:
+def recover(
+    session: Session, limiter: Limiter, settings: Settings, *, now: datetime
+) -> RecoveryResult:
     result = RecoveryResult()
     requeued = session.execute(
         REQUEUE_STALE,

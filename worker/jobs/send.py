@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +39,7 @@ from rotator.message import MessageSpec, build_message, make_message_id
 from rotator.providers.base import Security
 from rotator.templates import TemplateError, compiled_for
 from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
-from worker.jobs.outcomes import Recorded, Sent, record
+from worker.jobs.outcomes import Recorded, Sent, event_data, record
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,24 @@ CLAIM = text(
                 WHERE s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
             AS suppressed
     """
+)
+
+# The common case in one round trip: record message k as sent (with its event) and claim
+# message k+1, committed together. Data-modifying CTEs run whether or not they are read.
+FINISH_SENT_THEN_CLAIM = text(
+    """
+    WITH done AS (
+        UPDATE recipients
+        SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
+            last_smtp_code = :code, last_smtp_text = :reply
+        WHERE id = :done_id AND status = 'sending'
+        RETURNING id, campaign_id, account_id
+    ), logged AS (
+        INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
+        SELECT 'sent', campaign_id, id, account_id, CAST(:data AS jsonb) FROM done
+    )
+    """
+    + CLAIM.text
 )
 
 # A queued row that may not go now (campaign paused or cancelled, account left rotation):
@@ -130,26 +147,40 @@ def send_one(recipient_id: int) -> BatchResult:
 
 def send_batch(account_id: int, recipient_ids: list[int]) -> BatchResult:
     settings: Settings = current_app.extensions["settings"]
-    session = db.session
+    # One connection for the whole batch: the pool's pre-ping would otherwise cost a round
+    # trip after every per-message commit.
+    with db.engine.connect() as connection, Session(
+        bind=connection, expire_on_commit=False
+    ) as session:
+        return _send_batch(session, settings, account_id, recipient_ids)
+
+
+def _send_batch(
+    session: Session, settings: Settings, account_id: int, recipient_ids: list[int]
+) -> BatchResult:
     result = BatchResult()
     sender = _Sender.load(session, settings, account_id)
     if sender is None:
         result.handed_back = _hand_back(session, settings, account_id, recipient_ids)
         session.commit()
         return result
-    pending: Callable[[], Recorded] | None = None
+    previous: _Delivery | None = None
     try:
         for position, recipient_id in enumerate(recipient_ids):
-            recorded = pending() if pending else None
-            pending = None
-            if recorded is not None and recorded.stops_account:
-                session.commit()
-                result.handed_back = _hand_back(
-                    session, settings, account_id, recipient_ids[position:]
-                )
-                session.commit()
-                return result
-            claimed = sender.claim(recipient_id)
+            finished = (
+                previous if previous is not None and sender.can_fast_finish(previous) else None
+            )
+            if previous is not None and finished is None:
+                recorded = sender.record(previous)
+                if recorded.stops_account:
+                    session.commit()
+                    result.handed_back = _hand_back(
+                        session, settings, account_id, recipient_ids[position:]
+                    )
+                    session.commit()
+                    return result
+            previous = None
+            claimed = sender.claim(recipient_id, finished)
             session.commit()  # the claim (and the previous outcome) is durable before SMTP
             if claimed is None:
                 if _hand_back(session, settings, account_id, [recipient_id]):
@@ -168,15 +199,24 @@ def send_batch(account_id: int, recipient_ids: list[int]) -> BatchResult:
                 sender.release(claimed)
                 result.count("suppressed")
                 continue
-            pending = sender.deliver(claimed, result)
-        if pending is not None:
-            recorded = pending()
-            pending = None
+            previous = sender.deliver(claimed, result)
+        if previous is not None:
+            sender.record(previous)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return result
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One message's SMTP outcome, waiting to be written with the next commit."""
+
+    sent: Sent
+    reply: SmtpReply
+    verdict: Verdict
+    pause_until: datetime | None
 
 
 class _Sender:
@@ -196,6 +236,7 @@ class _Sender:
         )
         self.endpoint = _endpoint(settings, account)
         self.campaigns: dict[int, Campaign] = {}
+        self.failures_known_zero = account.consecutive_failures == 0
         self.mailbox = settings.unsubscribe_mailbox or f"unsubscribe@{account.sending_domain}"
 
     @classmethod
@@ -205,17 +246,25 @@ class _Sender:
             return None
         return cls(session, settings, account)
 
-    def claim(self, recipient_id: int) -> _Claimed | None:
+    def claim(self, recipient_id: int, finished: _Delivery | None = None) -> _Claimed | None:
+        """Claims one recipient; `finished`, a plain success, is recorded in the same trip."""
         message_id = make_message_id(self.account.sending_domain)
-        row = self.session.execute(
-            CLAIM,
-            {
-                "id": recipient_id,
-                "account_id": self.account.id,
-                "message_id": message_id,
-                "now": _now(),
-            },
-        ).first()
+        params: dict[str, Any] = {
+            "id": recipient_id,
+            "account_id": self.account.id,
+            "message_id": message_id,
+            "now": _now(),
+        }
+        statement = CLAIM
+        if finished is not None:
+            statement = FINISH_SENT_THEN_CLAIM
+            params.update(
+                done_id=finished.sent.recipient_id,
+                code=finished.reply.code,
+                reply=finished.reply.text,
+                data=event_data(finished.sent, finished.reply, finished.verdict),
+            )
+        row = self.session.execute(statement, params).first()
         if row is None:
             return None
         return _Claimed(
@@ -239,8 +288,8 @@ class _Sender:
             self.campaigns[campaign_id] = campaign
         return self.campaigns[campaign_id]
 
-    def deliver(self, claimed: _Claimed, result: BatchResult) -> Callable[[], Recorded]:
-        """Sends one claimed message; returns the write of its outcome, for the next commit."""
+    def deliver(self, claimed: _Claimed, result: BatchResult) -> _Delivery:
+        """Sends one claimed message; its outcome is written with the next commit."""
         sent = claimed.sent
         try:
             data = self._build(claimed)
@@ -272,20 +321,26 @@ class _Sender:
             self.release(claimed)
             smtp_pool().close(str(self.account.id))
         pause_until = self._quota_frees_at() if verdict.pause_until_window_frees else None
+        return _Delivery(sent, reply, verdict, pause_until)
 
-        def write() -> Recorded:
-            return record(
-                self.session,
-                self.settings,
-                sent=sent,
-                account_id=self.account.id,
-                reply=reply,
-                verdict=verdict,
-                now=_now(),
-                pause_until_window_frees=pause_until,
-            )
+    def can_fast_finish(self, delivery: _Delivery) -> bool:
+        """A plain success on an account with no failure streak to reset."""
+        return delivery.verdict.outcome is Outcome.SENT and self.failures_known_zero
 
-        return write
+    def record(self, delivery: _Delivery) -> Recorded:
+        recorded = record(
+            self.session,
+            self.settings,
+            sent=delivery.sent,
+            account_id=self.account.id,
+            reply=delivery.reply,
+            verdict=delivery.verdict,
+            now=_now(),
+            pause_until_window_frees=delivery.pause_until,
+        )
+        # record() resets the streak on success and may have counted a failure otherwise.
+        self.failures_known_zero = delivery.verdict.outcome in (Outcome.SENT, Outcome.BOUNCED)
+        return recorded
 
     def _build(self, claimed: _Claimed) -> bytes:
         sent = claimed.sent

@@ -21,7 +21,11 @@ def send_telegram(settings: Settings, text: str) -> bool:
     token = settings.telegram_bot_token.get_secret_value()
     url = f"{settings.telegram_api_base.rstrip('/')}/bot{token}/sendMessage"
     body = json.dumps(
-        {"chat_id": settings.telegram_chat_id, "text": text[:MAX_TEXT], "disable_web_page_preview": True}
+        {
+            "chat_id": settings.telegram_chat_id,
+            "text": text[:MAX_TEXT],
+            "disable_web_page_preview": True,
+        }
     ).encode()
     request = urllib.request.Request(
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"

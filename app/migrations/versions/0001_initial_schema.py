@@ -138,8 +138,6 @@ def upgrade():
     sa.Column('account_id', sa.Integer(), nullable=True),
     sa.Column('data', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_events_account_id_accounts'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_events_campaign_id_campaigns'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
@@ -174,9 +172,8 @@ def upgrade():
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.create_index('ix_recipients_campaign_status', ['campaign_id', 'status'], unique=False)
         batch_op.create_index('ix_recipients_due', ['campaign_id', 'next_attempt_at'], unique=False, postgresql_where=sa.text("status IN ('pending', 'deferred')"))
-        batch_op.create_index('ix_recipients_email', ['email'], unique=False)
         batch_op.create_index('ix_recipients_in_flight', ['status', 'updated_at'], unique=False, postgresql_where=sa.text("status IN ('queued', 'sending')"))
-        batch_op.create_index('ix_recipients_message_id', ['message_id'], unique=False)
+        batch_op.create_index('ix_recipients_message_id', ['message_id'], unique=False, postgresql_where=sa.text('message_id IS NOT NULL'))
 
     # ### end Alembic commands ###
 
@@ -186,7 +183,6 @@ def downgrade():
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.drop_index('ix_recipients_message_id')
         batch_op.drop_index('ix_recipients_in_flight', postgresql_where=sa.text("status IN ('queued', 'sending')"))
-        batch_op.drop_index('ix_recipients_email')
         batch_op.drop_index('ix_recipients_due', postgresql_where=sa.text("status IN ('pending', 'deferred')"))
         batch_op.drop_index('ix_recipients_campaign_status')
 
