@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
 from flask import Flask
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.settings import Settings
 from worker.schedule import beat_schedule
@@ -33,8 +33,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(DISPATCH_QUEUE), Queue(SEND_QUEUE)],
+        # Each queue its own exchange and routing key: with one shared binding every task
+        # would be delivered to both queues, i.e. twice.
+        "task_queues": [
+            Queue(DISPATCH_QUEUE, Exchange(DISPATCH_QUEUE), routing_key=DISPATCH_QUEUE),
+            Queue(SEND_QUEUE, Exchange(SEND_QUEUE), routing_key=SEND_QUEUE),
+        ],
         "task_default_queue": DISPATCH_QUEUE,
+        "task_default_exchange": DISPATCH_QUEUE,
+        "task_default_routing_key": DISPATCH_QUEUE,
         "task_routes": {"sendfleet.send_batch": {"queue": SEND_QUEUE}},
         "beat_schedule": beat_schedule(settings),
         "broker_transport_options": {"visibility_timeout": settings.send_lease_seconds * 4},

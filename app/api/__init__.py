@@ -57,13 +57,14 @@ def api_config() -> dict[str, Any]:
 
 
 def register_api(app: Flask) -> Api:
-    from app.api import accounts, campaigns, health, suppressions
+    from app.api import accounts, campaigns, health, limits, suppressions
 
     api = Api(app)
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
     api.register_blueprint(_protected(accounts.blp), url_prefix=f"{API_PREFIX}/accounts")
     api.register_blueprint(_protected(campaigns.blp), url_prefix=f"{API_PREFIX}/campaigns")
     api.register_blueprint(_protected(suppressions.blp), url_prefix=f"{API_PREFIX}/suppressions")
+    api.register_blueprint(_protected(limits.blp), url_prefix=f"{API_PREFIX}/limits")
     return api
 
 

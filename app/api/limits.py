@@ -6,18 +6,24 @@ from typing import Any
 
 from flask import current_app
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
+from app.api import require_json_body
+from app.api.errors import error_responses
 from app.db import unit_of_work
 from app.services.limit_overrides import delete_override, effective_limits, set_override
 from rotator.limiter import Limiter
 
 blp = Blueprint("limits", __name__, description="Rate limits in force per scope, and overrides")
+blp.before_request(require_json_body)
 
 SCOPE_NAMES = ["system", "account", "sending_domain", "recipient_domain"]
 
 
 class OverrideInSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
     per_minute = fields.Integer(allow_none=True, validate=validate.Range(min=0))
     per_day = fields.Integer(allow_none=True, validate=validate.Range(min=0))
 
@@ -30,8 +36,10 @@ class OverrideOutSchema(Schema):
 
 
 class UsedSchema(Schema):
-    minute = fields.Integer(required=True)
-    day = fields.Integer(required=True)
+    """Sends in the sliding window right now; null where the scope has no such window."""
+
+    minute = fields.Integer(required=True, allow_none=True)
+    day = fields.Integer(required=True, allow_none=True)
 
 
 class EffectiveLimitSchema(Schema):
@@ -56,6 +64,7 @@ class LimitsSchema(Schema):
 
 @blp.route("")
 @blp.response(200, LimitsSchema)
+@error_responses(blp, 401)
 def list_limits() -> dict[str, Any]:
     limiter = Limiter(current_app.extensions["redis"])
     with unit_of_work() as session:
@@ -65,7 +74,7 @@ def list_limits() -> dict[str, Any]:
 @blp.route("/<string:scope>/<path:key>", methods=["PUT"])
 @blp.arguments(OverrideInSchema)
 @blp.response(200, OverrideOutSchema)
-@blp.alt_response(404, description="No such account")
+@error_responses(blp, 400, 401, 404, 415, 422)
 def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
     with unit_of_work() as session:
         return set_override(session, scope, key, body.get("per_minute"), body.get("per_day"))
@@ -73,7 +82,7 @@ def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
 
 @blp.route("/<string:scope>/<path:key>", methods=["DELETE"])
 @blp.response(204)
-@blp.alt_response(404, description="No override for this scope and key")
+@error_responses(blp, 401, 404, 422)
 def delete_limit(scope: str, key: str) -> None:
     with unit_of_work() as session:
         delete_override(session, scope, key)

@@ -91,7 +91,10 @@ def effective_limits(session: Session, settings: Settings, limiter: Limiter) -> 
                     if override
                     else None
                 ),
-                "used": {"minute": used[2 * index], "day": used[2 * index + 1]},
+                "used": {
+                    "minute": used[2 * index] if limit.per_minute is not None else None,
+                    "day": used[2 * index + 1] if limit.per_day is not None else None,
+                },
             }
         )
     return {"scopes": result, "defaults": _defaults(table)}
