@@ -25,7 +25,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy --strict rotator
 
-test: install services lint
+test: install services lint typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 run: install services

@@ -29,7 +29,10 @@ def test_put_creates_or_replaces_an_override(api, session):
     response = api.put("/api/v1/limits/recipient_domain/Corp.Example", json={"per_day": 5})
     assert response.status_code == 200
     assert response.get_json() == {
-        "scope": "recipient_domain", "key": "corp.example", "per_minute": None, "per_day": 5,
+        "scope": "recipient_domain",
+        "key": "corp.example",
+        "per_minute": None,
+        "per_day": 5,
     }
     api.put("/api/v1/limits/recipient_domain/corp.example", json={"per_day": 7, "per_minute": 2})
     rows = session.execute(select(LimitOverride)).scalars().all()

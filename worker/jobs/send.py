@@ -149,9 +149,10 @@ def send_batch(account_id: int, recipient_ids: list[int]) -> BatchResult:
     settings: Settings = current_app.extensions["settings"]
     # One connection for the whole batch: the pool's pre-ping would otherwise cost a round
     # trip after every per-message commit.
-    with db.engine.connect() as connection, Session(
-        bind=connection, expire_on_commit=False
-    ) as session:
+    with (
+        db.engine.connect() as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
         return _send_batch(session, settings, account_id, recipient_ids)
 
 
