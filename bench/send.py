@@ -178,86 +178,32 @@ def pipeline(port: int, recipients: int, workdir: Path) -> float:
         )
         campaign_id = _seed(database_url, recipients)
         log = open(workdir / "worker.log", "wb")  # noqa: SIM115
+
+        def celery(*args: str) -> None:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "worker", *args],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+        quiet = (
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        )
         # The production shape: the dispatcher in its own one-process worker (it runs one
         # pass at a time anyway), two worker processes that only send.
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-c",
-                    "1",
-                    "-Q",
-                    "sendfleet.dispatch",
-                    "-n",
-                    "dispatch@%h",
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-Q",
-                    "sendfleet.send",
-                    "-n",
-                    "send@%h",
-                    "-c",
-                    "2",
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+        celery("worker", "-c", "1", "-Q", "sendfleet.dispatch", "-n", "dispatch@%h", *quiet)
+        celery("worker", "-c", "2", "-Q", "sendfleet.send", "-n", "send@%h", *quiet)
         _wait_for_worker()
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker",
-                    "beat",
-                    "-s",
-                    str(workdir / "beat-schedule"),
-                    "--loglevel",
-                    "WARNING",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
+        celery("beat", "-s", str(workdir / "beat-schedule"), "--loglevel", "WARNING")
         conn = psycopg2.connect(database_url)
         conn.autocommit = True
         cur = conn.cursor()

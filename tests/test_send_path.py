@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Account, Campaign, Event, Recipient, Suppression
+from rotator.limiter import Limiter, Scope, Window
 from tests.pipeline import dispatch, run_until_idle, send_batches, smtp_account
 from worker.jobs import send
 
@@ -282,10 +283,14 @@ def test_campaign_paused_after_dispatch_sends_nothing_and_waits(app, factory, sm
         Campaign.__table__.update().where(Campaign.id == campaign.id).values(status="paused")
     )
     db.session.commit()
+    account_day = Window(Scope.ACCOUNT, "1", 86400, 1000)
+    limiter = Limiter(app.extensions["redis"])
+    assert limiter.used([account_day]) == [2]
     send_batches(app, result)
     assert smtp_server.received == []
     rows = db.session.execute(select(Recipient)).scalars().all()
     assert {(r.status, r.account_id, r.attempts) for r in rows} == {("pending", None, 0)}
+    assert limiter.used([account_day]) == [0]  # their reservations were given back
 
 
 def test_template_error_at_send_time_fails_that_recipient_only(app, factory, smtp_server):

@@ -20,15 +20,14 @@ from typing import Any
 
 from flask import current_app
 from redis import Redis
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
-from app.models import Account, Campaign
-from app.services.limits import load_limits
 from app.settings import Settings
 from rotator.limiter import Limiter
 from worker.jobs import alerts
+from worker.jobs.reservations import release_reservations
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def recover(
         {"now": now, "cutoff": now - timedelta(seconds=settings.queued_stale_seconds)},
     ).all()
     result.requeued = len(requeued)
-    _release(session, limiter, settings, requeued)
+    release_reservations(session, limiter, settings, requeued)
     lost = session.execute(
         MARK_UNKNOWN,
         {"now": now, "cutoff": now - timedelta(seconds=settings.send_lease_seconds)},
@@ -138,34 +137,3 @@ def recover(
     result.unknown = dict(Counter(row.campaign_id for row in lost))
     result.resumed_accounts = list(session.execute(RESUME_EXPIRED, {"now": now}).scalars())
     return result
-
-
-def _release(session: Session, limiter: Limiter, settings: Settings, rows: list[Any]) -> None:
-    with_tokens = [r for r in rows if r.reservation and r.account_id]
-    if not with_tokens:
-        return
-    limits = load_limits(session, settings)
-    accounts = {
-        a.id: a
-        for a in session.execute(
-            select(Account).where(Account.id.in_({r.account_id for r in with_tokens}))
-        ).scalars()
-    }
-    caps = dict(
-        session.execute(
-            select(Campaign.id, Campaign.daily_cap).where(
-                Campaign.id.in_({r.campaign_id for r in with_tokens})
-            )
-        ).all()
-    )
-    for row in with_tokens:
-        account = accounts.get(row.account_id)
-        if account is None:
-            continue
-        windows = limits.windows(
-            account=account,
-            recipient_domain=row.domain,
-            campaign_id=row.campaign_id,
-            campaign_daily_cap=caps.get(row.campaign_id),
-        )
-        limiter.release(windows, row.reservation)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.crypto import SecretBox
@@ -40,6 +40,7 @@ from rotator.providers.base import Security
 from rotator.templates import TemplateError, compiled_for
 from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
+from worker.jobs.reservations import release_reservations
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,22 @@ FINISH_SENT_THEN_CLAIM = text(
 )
 
 # A queued row that may not go now (campaign paused or cancelled, account left rotation):
-# back to the dispatcher. Returns what is needed to release its limiter reservation.
+# back to the dispatcher. RETURNING shows new values, so the reservation to release is
+# read from the locked snapshot `held`.
 HAND_BACK_QUEUED = text(
     """
-    UPDATE recipients
+    WITH held AS (
+        SELECT id, reservation FROM recipients
+        WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
+        FOR UPDATE
+    )
+    UPDATE recipients AS r
     SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
         updated_at = :now
-    WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
-    RETURNING id, campaign_id, domain, reservation
+    FROM held
+    WHERE r.id = held.id AND r.status = 'queued'
+    RETURNING r.id, r.campaign_id, r.domain, held.reservation,
+              CAST(:account_id AS int) AS account_id
     """
 )
 
@@ -397,31 +406,8 @@ def _hand_back(session: Session, settings: Settings, account_id: int, ids: list[
     rows = session.execute(
         HAND_BACK_QUEUED, {"ids": ids, "account_id": account_id, "now": _now()}
     ).all()
-    if not rows:
-        return 0
-    account = session.get(Account, account_id)
-    if account is not None:
-        from redis import Redis
-
-        redis: Redis = current_app.extensions["redis"]
-        limiter = Limiter(redis)
-        limits = load_limits(session, settings)
-        caps = dict(
-            session.execute(
-                select(Campaign.id, Campaign.daily_cap).where(
-                    Campaign.id.in_({r.campaign_id for r in rows})
-                )
-            ).all()
-        )
-        for row in rows:
-            if row.reservation:
-                windows = limits.windows(
-                    account=account,
-                    recipient_domain=row.domain,
-                    campaign_id=row.campaign_id,
-                    campaign_daily_cap=caps.get(row.campaign_id),
-                )
-                limiter.release(windows, row.reservation)
+    limiter = Limiter(current_app.extensions["redis"])
+    release_reservations(session, limiter, settings, rows)
     return len(rows)
 
 
