@@ -137,7 +137,7 @@ def limiter_figures(seconds: float = 2.0) -> tuple[float, float]:
     return rate, ping_rate
 
 
-def pipeline(port: int, recipients: int, workdir: Path) -> float:
+def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2) -> float:
     db_name = f"sendfleet_bench_send_{os.getpid()}"
     database_url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
     admin(f'CREATE DATABASE "{db_name}"')
@@ -201,7 +201,7 @@ def pipeline(port: int, recipients: int, workdir: Path) -> float:
         # The production shape: the dispatcher in its own one-process worker (it runs one
         # pass at a time anyway), two worker processes that only send.
         celery("worker", "-c", "1", "-Q", "sendfleet.dispatch", "-n", "dispatch@%h", *quiet)
-        celery("worker", "-c", "2", "-Q", "sendfleet.send", "-n", "send@%h", *quiet)
+        celery("worker", "-c", str(send_processes), "-Q", "sendfleet.send", "-n", "send@%h", *quiet)
         _wait_for_worker()
         celery("beat", "-s", str(workdir / "beat-schedule"), "--loglevel", "WARNING")
         conn = psycopg2.connect(database_url)
@@ -289,20 +289,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--send-processes", type=int, default=2)
     args = parser.parse_args()
     port = free_port()
     sink = start_sink(port)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base_rate = baseline(port, args.recipients)
-            ours = pipeline(port, args.recipients, Path(tmp))
+            ours = pipeline(port, args.recipients, Path(tmp), args.send_processes)
         limiter_rate, ping_rate = limiter_figures()
     finally:
         sink.terminate()
         sink.wait(5)
     print(f"recipients                 {args.recipients}")
     print(f"bare smtplib loop          {base_rate:10.0f} msgs/s  (one connection, smtp-sink)")
-    print(f"sendfleet pipeline         {ours:10.0f} msgs/s  (beat, dispatcher, 2 send processes)")
+    print(
+        f"sendfleet pipeline         {ours:10.0f} msgs/s  "
+        f"(beat, dispatcher, {args.send_processes} send processes)"
+    )
     print(f"ratio pipeline / bare      {ours / base_rate:10.2f}     (target >= 0.5)")
     print(f"limiter decisions          {limiter_rate:10.0f} /s     (reserve_many, 8 windows)")
     print(f"redis PING round trips     {ping_rate:10.0f} /s")

@@ -21,9 +21,10 @@ file peaks at ~115 MB RSS, of which ~100 MB is the app itself; see bench/import.
 5. One `INSERT ... SELECT ... ON CONFLICT (campaign_id, email) DO NOTHING` adds the
    rest as `pending`, in file order. Under the campaign lock nothing can conflict;
    if something did, it would be counted as a duplicate all the same. This statement
-   is most of an import's time: every row costs a heap insert, seven index
-   insertions and two foreign-key checks on `recipients` (~40 s per million rows on
-   the 2-core dev machine, whatever shared_buffers). Inserting sorted by email
+   is most of an import's time: every row costs a heap insert, index insertions
+   (the primary key, uq_recipients_campaign_email with its random keys being the
+   dear one, and the campaign/status and due indexes) and a foreign-key check on
+   `recipients` (~30 s per million rows on the 2-core dev machine). Inserting sorted by email
    saves ~10 % but loses the file order and needs a 256 MB sort; not done.
 6. The campaign's field_names become the sorted union with this import's, and one
    `imported` event records the counts (never an address).
@@ -39,10 +40,8 @@ import json
 import logging
 import math
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any, BinaryIO, Final
 
 from sqlalchemy import insert, select, text
@@ -52,13 +51,12 @@ from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.models import Campaign, CampaignStatus, Event, EventType
 from app.services.addresses import AddressValidator, ValidAddress
 from app.services.csv_reader import CsvSource, Header, field_name, is_email_header
+from app.services.staging import Staging
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
-COPY_READ_SIZE: Final = 1 << 18
-COPY_BATCH_LINES: Final = 2000
 ERROR_EMAIL_CHARS: Final = 320
 # Sorting a million staged addresses in memory rather than on disk; LOCAL, so only
 # for this transaction.
@@ -109,7 +107,7 @@ def import_csv(
     header = source.read_header()
     tally = _Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
-    staging = _Staging(session, text_columns=len(header.names))
+    staging = Staging(session, text_columns=len(header.names))
     staging.copy(_csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
     if tally.rows == 0:
         raise InvalidInput("the file has a header row but no data rows", field="file")
@@ -148,7 +146,7 @@ def import_rows(
     tally = _Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
     names: set[str] = set()
-    staging = _Staging(session, text_columns=0)
+    staging = Staging(session, text_columns=0)
     staging.copy(_json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
     if tally.rows == 0:
         raise InvalidInput("no recipients given", field="recipients")
@@ -352,70 +350,10 @@ def _shown(email: str | None) -> str | None:
     return email[:ERROR_EMAIL_CHARS] + "…"
 
 
-class _CopySource:
-    """A read()-able face on a generator of COPY lines, for psycopg2's copy_expert.
-
-    psycopg2 turns an exception raised by read() into QueryCanceled; the original is
-    kept here so the caller sees the domain error (PayloadTooLarge, InvalidInput)."""
-
-    def __init__(self, lines: Iterator[str]) -> None:
-        self._lines = lines
-        self.error: BaseException | None = None
-
-    def read(self, size: int = COPY_READ_SIZE) -> str:
-        # psycopg2 takes whatever length comes back; batching by line count keeps the
-        # per-line cost to one islice step.
-        try:
-            return "".join(islice(self._lines, COPY_BATCH_LINES))
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-
-class _Staging:
-    """The import's temporary tables, dropped at commit (or now, by `drop`)."""
-
-    def __init__(self, session: Session, *, text_columns: int) -> None:
-        self.session = session
-        suffix = uuid.uuid4().hex[:12]
-        self.table = f"import_staging_{suffix}"
-        self.rejected = f"import_rejected_{suffix}"
-        self.text_columns = [f"c{i}" for i in range(1, text_columns + 1)]
-        extra = "".join(f", {c} text" for c in self.text_columns)
-        session.execute(
-            text(
-                f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, email text NOT NULL, "
-                "domain text NOT NULL, ascii_domain text, ascii_email text, fields jsonb"
-                f"{extra}) ON COMMIT DROP"
-            )
-        )
-
-    def copy(self, lines: Iterator[str]) -> None:
-        import psycopg2
-
-        columns = ["row_no", "email", "domain", "ascii_domain", "ascii_email"]
-        columns += self.text_columns or ["fields"]
-        source = _CopySource(lines)
-        dbapi = self.session.connection().connection.driver_connection
-        assert dbapi is not None
-        with dbapi.cursor() as cursor:
-            try:
-                cursor.copy_expert(
-                    f"COPY {self.table} ({', '.join(columns)}) FROM STDIN", source, COPY_READ_SIZE
-                )
-            except psycopg2.Error:
-                if source.error is not None:
-                    raise source.error from None
-                raise
-
-    def drop(self) -> None:
-        self.session.execute(text(f"DROP TABLE IF EXISTS {self.table}, {self.rejected}"))
-
-
 def _finish(
     session: Session,
     campaign_id: int,
-    staging: _Staging,
+    staging: Staging,
     tally: _Tally,
     fields_sql: str,
     field_names: list[str],
