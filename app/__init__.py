@@ -55,6 +55,9 @@ def flask_config(settings: Settings) -> dict[str, Any]:
             "connect_args": {"connect_timeout": 3, "application_name": "sendfleet"},
         },
         "MAX_CONTENT_LENGTH": settings.import_max_bytes + 1024 * 1024,
+        # Form fields of a multipart campaign (body_text, body_html up to 1,000,000 characters
+        # as in JSON, 4 bytes each at worst); Werkzeug's default stops at 500 kB.
+        "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
         "JSON_SORT_KEYS": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

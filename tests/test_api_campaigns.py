@@ -252,3 +252,11 @@ def test_campaigns_are_listed_newest_first_page_by_page(api, factory):
 def test_an_unknown_campaign_is_404(api):
     assert api.get("/api/v1/campaigns/12345").status_code == 404
     assert api.get("/api/v1/campaigns/x").status_code == 404
+
+
+def test_a_long_body_is_accepted_in_a_multipart_upload_as_in_json(api, session):
+    long_text = "Hi {{ first_name | default('there') }}, " + "é" * 600_000
+    response = _upload(api, "/api/v1/campaigns", **{**CAMPAIGN, "body_text": long_text})
+    assert response.status_code == 201, response.get_json()
+    campaign = session.get(Campaign, response.get_json()["id"])
+    assert len(campaign.body_text) == len(long_text)
