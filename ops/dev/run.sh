@@ -18,7 +18,7 @@ REDIS_URL=redis://127.0.0.1:6379/0
 SECRET_KEY=$secret
 CREDENTIALS_KEY=$fernet
 PUBLIC_BASE_URL=http://localhost:5000
-COMPANY_ADDRESS=Example Ltd, 1 Example Street, 10115 Berlin
+COMPANY_ADDRESS="Example Ltd, 1 Example Street, 10115 Berlin"
 SANDBOX_SMTP_URL=smtp://127.0.0.1:1025
 LOG_FORMAT=text
 ENV
