@@ -35,10 +35,10 @@ $VENV/bin/flask --app app db upgrade
 
 if [ ! -f var/first-login.txt ]; then
   password=$($VENV/bin/python -c 'import secrets; print(secrets.token_urlsafe(12))')
-  $VENV/bin/flask --app app users create admin@sendfleet.local --password "$password" >/dev/null
+  $VENV/bin/flask --app app users create admin@example.com --password "$password" >/dev/null
   key=$($VENV/bin/flask --app app keys create first-key 2>/dev/null | tail -n 1)
   umask 077
-  printf 'login: admin@sendfleet.local\npassword: %s\napi key: %s\n' "$password" "$key" > var/first-login.txt
+  printf 'login: admin@example.com\npassword: %s\napi key: %s\n' "$password" "$key" > var/first-login.txt
 fi
 echo "== first login (kept in var/first-login.txt) =="
 cat var/first-login.txt
