@@ -28,8 +28,10 @@ def send_batch(account_id: int, recipient_ids: list[int]) -> None:
 
 
 @shared_task(name="sendfleet.send_message", ignore_result=True)
-def send_message(recipient_id: int, account_id: int) -> None:
-    send_batch(account_id, [recipient_id])
+def send_message(recipient_id: int) -> None:
+    result = send.send_one(recipient_id)
+    if result.duplicates:
+        log.info("send.duplicate", extra={"recipient_id": recipient_id})
 
 
 @shared_task(name="sendfleet.recover", ignore_result=True)
