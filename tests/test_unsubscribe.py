@@ -52,8 +52,10 @@ def test_unsubscribing_stops_the_address_in_every_campaign(client, factory, sett
     factory.create_recipients(other, ["reader@example.org"])
     client.post(f"/u/{_tokens(settings).token(row.id)}")
     db.session.expire_all()
-    statuses = db.session.execute(select(Recipient.status)).scalars().all()
-    assert statuses == ["unsubscribed", "unsubscribed"]
+    rows = db.session.execute(select(Recipient)).scalars().all()
+    assert [r.status for r in rows] == ["unsubscribed", "unsubscribed"]
+    events = db.session.execute(select(Event).where(Event.type == "unsubscribed")).scalars()
+    assert sorted(e.recipient_id for e in events) == sorted(r.id for r in rows)
 
 
 def test_unsubscribing_twice_is_harmless(client, factory, settings):

@@ -65,11 +65,18 @@ def add_suppression(
 
 
 def suppress_waiting_recipients(
-    session: Session, kind: SuppressionKind, value: str, *, source: str = API_SOURCE
+    session: Session,
+    kind: SuppressionKind,
+    value: str,
+    *,
+    source: str = API_SOURCE,
+    status: RecipientStatus = RecipientStatus.SUPPRESSED,
+    event: EventType = EventType.SUPPRESSED,
 ) -> int:
     """Moves this address's (or domain's) recipients that still wait to be sent, in every
-    campaign, to `suppressed` with an event each, so counts stay true. Rows already queued
-    or sending are left to the send path, which re-checks suppressions before sending."""
+    campaign, to `status` (`suppressed`, or `unsubscribed` for an unsubscribe) with an event
+    each, so counts stay true. Rows already queued or sending are left to the send path,
+    which re-checks suppressions before sending."""
     column = Recipient.email if kind is SuppressionKind.EMAIL else Recipient.domain
     moved = (
         update(Recipient)
@@ -81,7 +88,7 @@ def suppress_waiting_recipients(
             column == value,
             Recipient.status.in_([s.value for s in DUE_STATUSES]),
         )
-        .values(status=RecipientStatus.SUPPRESSED.value, updated_at=func.now())
+        .values(status=status.value, updated_at=func.now())
         .returning(Recipient.id, Recipient.campaign_id)
         .cte("moved")
     )
@@ -90,7 +97,7 @@ def suppress_waiting_recipients(
         insert(Event).from_select(
             ["type", "campaign_id", "recipient_id", "data"],
             select(
-                literal(EventType.SUPPRESSED.value),
+                literal(event.value),
                 moved.c.campaign_id,
                 moved.c.id,
                 func.jsonb_build_object("suppression", value, "source", source),

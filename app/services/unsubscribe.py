@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.models import (
     DUE_STATUSES,
-    OPEN_STATUSES,
-    Campaign,
     Event,
     EventType,
     Recipient,
@@ -24,6 +22,7 @@ from app.models import (
     SuppressionKind,
     SuppressionReason,
 )
+from app.services.suppressions import suppress_waiting_recipients
 
 SALT = "sendfleet.unsubscribe.v1"
 
@@ -58,11 +57,12 @@ class Subscriber:
     recipient_id: int
     campaign_id: int
     email: str
+    status: str
 
 
 def find_subscriber(session: Session, recipient_id: int) -> Subscriber | None:
     row = session.execute(
-        select(Recipient.id, Recipient.campaign_id, Recipient.email).where(
+        select(Recipient.id, Recipient.campaign_id, Recipient.email, Recipient.status).where(
             Recipient.id == recipient_id
         )
     ).first()
@@ -90,18 +90,16 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, source: str) -> boo
         .returning(Suppression.id)
     ).first()
     # Rows still waiting in any campaign will not be sent; the send path re-checks as well.
-    session.execute(
-        update(Recipient)
-        .where(
-            Recipient.campaign_id.in_(
-                select(Campaign.id).where(Campaign.status.in_(OPEN_STATUSES))
-            ),
-            Recipient.email == subscriber.email,
-            Recipient.status.in_(DUE_STATUSES),
-        )
-        .values(status=RecipientStatus.UNSUBSCRIBED.value)
+    suppress_waiting_recipients(
+        session,
+        SuppressionKind.EMAIL,
+        subscriber.email,
+        source=source,
+        status=RecipientStatus.UNSUBSCRIBED,
+        event=EventType.UNSUBSCRIBED,
     )
-    if inserted is not None:
+    # A clicked row that was still waiting got its event from the move above.
+    if inserted is not None and subscriber.status not in DUE_STATUSES:
         session.execute(
             insert(Event).values(
                 type=EventType.UNSUBSCRIBED.value,
