@@ -80,3 +80,14 @@ def suppress(value: str, reason: str = "manual") -> Suppression:
     db.session.add(row)
     db.session.commit()
     return row
+
+
+def create_running_campaign(emails: list[str], **overrides: Any) -> Campaign:
+    """A campaign that is running with its recipients already in place, the way the API's
+    start does it. Creating it running and adding recipients afterwards would race a live
+    dispatcher, which completes a running campaign that has nothing left to do."""
+    campaign = create_campaign(**{**overrides, "status": "draft"})
+    create_recipients(campaign, emails)
+    campaign.status = "running"
+    db.session.commit()
+    return campaign

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -298,3 +299,34 @@ def test_only_one_dispatcher_holds_the_lock(redis_client):
     assert not two.acquire()
     one.release()
     assert two.acquire()
+
+
+def test_a_campaign_receiving_recipients_is_not_completed_under_the_import(
+    app, factory, database_url
+):
+    """An import holds its campaign's row while it adds rows; completion must not decide
+    on a snapshot that misses them."""
+    factory.create_account(per_minute_limit=1000)
+    campaign = factory.create_campaign(status="running")
+    importer = psycopg2.connect(database_url)
+    try:
+        with importer.cursor() as cur:
+            cur.execute("SELECT id FROM campaigns WHERE id = %s FOR NO KEY UPDATE", (campaign.id,))
+            cur.execute(
+                "INSERT INTO recipients (campaign_id, email, domain) "
+                "VALUES (%s, 'new@x.example', 'x.example')",
+                (campaign.id,),
+            )
+        done: list[list[int]] = []
+        worker = threading.Thread(target=lambda: done.append(dispatch(app).completed_campaigns))
+        worker.start()
+        time.sleep(0.5)
+        importer.commit()
+        worker.join(30)
+    finally:
+        importer.close()
+    assert done == [[]]
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).status == "running"
+    assert dispatch(app).completed_campaigns == []
+    assert _statuses(campaign.id) == {"queued": 1}

@@ -58,8 +58,7 @@ def test_campaign_is_sent_exactly_once_within_every_domain_cap(stack, factory, s
     _override("sending_domain", "brand.example", 150)
     for domain in DOMAINS:
         _override("recipient_domain", domain, 50)
-    campaign = factory.create_campaign(status="running")
-    factory.create_recipients(campaign, _recipients(60))  # 300 recipients, 60 per domain
+    campaign = factory.create_running_campaign(_recipients(60))  # 300 recipients, 60 per domain
 
     # 5 domains x 50 = 250 may go today; the accounts could take 300, brand.example 150.
     wait_until(lambda: status_counts(campaign.id).get("sent", 0) == 250, 90, "250 sent")
@@ -109,8 +108,7 @@ def test_account_caps_hold_and_the_rest_waits_for_the_first_account_to_free(
     ]
     for domain in DOMAINS:
         _override("recipient_domain", domain, 1000)
-    campaign = factory.create_campaign(status="running")
-    factory.create_recipients(campaign, _recipients(40))  # 200 recipients, 120 may go
+    campaign = factory.create_running_campaign(_recipients(40))  # 200 recipients, 120 may go
     started = time.time()
     wait_until(
         lambda: status_counts(campaign.id) == {"sent": 120, "pending": 80}, 90, "caps reached"

@@ -34,9 +34,7 @@ def test_sigkill_mid_campaign_leaves_no_duplicate_and_at_most_concurrency_unknow
     for server in smtp_servers:
         server.script(slow)
         factory.create_account(**smtp_account(server), daily_limit=1000)
-    campaign = factory.create_campaign(status="running")
-    emails = [f"p{i}@gmail.com" for i in range(300)]
-    factory.create_recipients(campaign, emails)
+    campaign = factory.create_running_campaign([f"p{i}@gmail.com" for i in range(300)])
     try:
         stack.start_worker()
         stack.start_beat()

@@ -112,11 +112,18 @@ QUEUED_EVENTS = text(
 
 IN_FLIGHT = text("SELECT count(*) FROM recipients WHERE status IN ('queued', 'sending')")
 
+# Completion in two statements. The first locks the running campaigns nobody else holds
+# (an import adding recipients holds its campaign's row: skip it). The second decides with
+# a fresh snapshot, taken after the locks, so it sees every recipient committed before
+# them; one UPDATE alone would re-check a row it waited for against its older snapshot.
+LOCK_RUNNING_CAMPAIGNS = text(
+    "SELECT id FROM campaigns WHERE status = 'running' FOR UPDATE SKIP LOCKED"
+)
 COMPLETE_CAMPAIGNS = text(
     """
     WITH done AS (
         UPDATE campaigns AS c SET status = 'completed', completed_at = :now, updated_at = :now
-        WHERE c.status = 'running' AND NOT EXISTS (
+        WHERE c.id = ANY(:ids) AND c.status = 'running' AND NOT EXISTS (
             SELECT 1 FROM recipients r WHERE r.campaign_id = c.id
               AND r.status IN ('pending', 'deferred', 'queued', 'sending'))
         RETURNING c.id
@@ -200,7 +207,7 @@ def dispatch_batch(
     session: Session, limiter: Limiter, settings: Settings, *, now: datetime
 ) -> DispatchResult:
     result = DispatchResult()
-    result.completed_campaigns = list(session.execute(COMPLETE_CAMPAIGNS, {"now": now}).scalars())
+    result.completed_campaigns = _complete_finished_campaigns(session, now)
     campaigns = _campaigns_in_window(session, now)
     if not campaigns:
         return result
@@ -227,6 +234,13 @@ def dispatch_batch(
     _write_postponed(session, postponed, now, result)
     _alert_campaigns_without_accounts(due, campaigns)
     return result
+
+
+def _complete_finished_campaigns(session: Session, now: datetime) -> list[int]:
+    locked = list(session.execute(LOCK_RUNNING_CAMPAIGNS).scalars())
+    if not locked:
+        return []
+    return list(session.execute(COMPLETE_CAMPAIGNS, {"ids": locked, "now": now}).scalars())
 
 
 def _campaigns_in_window(session: Session, now: datetime) -> dict[int, Campaign]:
