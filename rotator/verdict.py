@@ -74,3 +74,10 @@ DAILY_QUOTA = Verdict(
     Outcome.ACCOUNT_PAUSED, "daily_quota", account_failure=False, pause_until_window_frees=True
 )
 FAILED_CONTENT = Verdict(Outcome.FAILED, "content_rejected", account_failure=False)
+
+# Relay providers word a suspended, deactivated or banned account the same way; a rule
+# shared by their tables rather than copied into each.
+ACCOUNT_SUSPENDED_RULE = Rule(
+    ACCOUNT_DISABLED_SUSPENDED,
+    text=r"account (?:has been |is )?(?:suspended|deactivated|disabled|banned)",
+)

@@ -6,7 +6,7 @@ from rotator.providers.base import ProviderPreset, Security
 from rotator.verdict import (
     ACCOUNT_DISABLED_AUTH,
     ACCOUNT_DISABLED_SENDER,
-    ACCOUNT_DISABLED_SUSPENDED,
+    ACCOUNT_SUSPENDED_RULE,
     DAILY_QUOTA,
     Rule,
 )
@@ -37,8 +37,5 @@ RULES: tuple[Rule, ...] = (
     Rule(ACCOUNT_DISABLED_AUTH, code=r"5\d\d", text=r"unauthenticated senders"),
     # Suspended / deactivated / banned accounts (account review):
     # https://support.sendgrid.com/hc/en-us/articles/360041790293-Account-Under-Review
-    Rule(
-        ACCOUNT_DISABLED_SUSPENDED,
-        text=r"account (?:has been |is )?(?:suspended|deactivated|disabled|banned)",
-    ),
+    ACCOUNT_SUSPENDED_RULE,
 )

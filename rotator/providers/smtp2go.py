@@ -6,7 +6,7 @@ from rotator.providers.base import ProviderPreset, Security
 from rotator.verdict import (
     ACCOUNT_DISABLED_AUTH,
     ACCOUNT_DISABLED_SENDER,
-    ACCOUNT_DISABLED_SUSPENDED,
+    ACCOUNT_SUSPENDED_RULE,
     DAILY_QUOTA,
     Rule,
 )
@@ -32,8 +32,5 @@ RULES: tuple[Rule, ...] = (
     # Plan allowance reached (free plan: 200/day, then the monthly quota):
     # https://support.smtp2go.com/hc/en-gb/articles/20651852434073-Quota-Usage-Notifications
     Rule(DAILY_QUOTA, text=r"(?:quota|allowance|limit) (?:has been )?(?:reached|exceeded)"),
-    Rule(
-        ACCOUNT_DISABLED_SUSPENDED,
-        text=r"account (?:has been |is )?(?:suspended|deactivated|disabled|banned)",
-    ),
+    ACCOUNT_SUSPENDED_RULE,
 )
