@@ -21,9 +21,10 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.settings import Settings
+from tests import redis_urls
 
 PG_ADMIN_DSN = os.environ.get("SENDFLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("SENDFLEET_TEST_REDIS", "redis://127.0.0.1:6379/13")
+REDIS_TEST_URL = redis_urls.APP_URL
 TEST_DB_NAME = f"sendfleet_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 

@@ -3,6 +3,7 @@ Alembic (app/migrations) only."""
 
 from app.models.accounts import Account, AccountStatus
 from app.models.auth import ApiKey, User
+from app.models.backoffs import DomainBackoff
 from app.models.base import Base
 from app.models.blacklist import BlacklistCheck
 from app.models.campaigns import OPEN_STATUSES, TRANSITIONS, Campaign, CampaignStatus
@@ -24,6 +25,7 @@ __all__ = [
     "BlacklistCheck",
     "Campaign",
     "CampaignStatus",
+    "DomainBackoff",
     "Event",
     "EventType",
     "LimitOverride",

@@ -52,6 +52,8 @@ class Campaign(Base):
         String(16), server_default=CampaignStatus.DRAFT.value, index=True
     )
     # Every field name any recipient carries, so templates can be checked at creation.
+    # Why a guard (or an operator) paused it, shown by the API.
+    paused_reason: Mapped[str | None] = mapped_column(Text)
     field_names: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
 
     created_at: Mapped[datetime] = created_at_column()

@@ -88,6 +88,10 @@ class Recipient(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(String(16), server_default=RecipientStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Account-level refusals that handed this row back to the pool (bounded; never reset).
+    handbacks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The send process holding a queued/sending row; recovery checks its heartbeat.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     # The reservation token written into the limiter windows, for release.

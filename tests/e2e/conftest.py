@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Recipient
+from tests import redis_urls
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER_URL = "redis://127.0.0.1:6379/12"
+BROKER_URL = redis_urls.BROKER_URL
 
 E2E_ENV = {
     "CELERY_BROKER_URL": BROKER_URL,

@@ -5,9 +5,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests import redis_urls
 from tests.smtp_server import ScriptedSMTPServer
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_urls.ROTATOR_URL  # the DB the redis_client fixture flushes
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rotator.limiter import Limiter, Scope, Window
+from tests import redis_urls
 
-REDIS_URL = "redis://127.0.0.1:6379/14"  # the DB the redis_client fixture flushes
+REDIS_URL = redis_urls.ROTATOR_URL  # the DB the redis_client fixture flushes
 T0 = 1_700_000_000.0
 
 
