@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -19,6 +20,11 @@ DEFAULT_FREEMAIL_DOMAINS = (
     "ymail.com,aol.com,icloud.com,me.com,mac.com,gmx.com,gmx.de,gmx.net,web.de,"
     "mail.com,proton.me,protonmail.com,zoho.com,yandex.ru,yandex.com,mail.ru,"
     "qq.com,163.com,free.fr,orange.fr,libero.it,t-online.de"
+)
+
+
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!$'*+=^_`{|}~.-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 
 
@@ -75,7 +81,8 @@ class Settings(BaseSettings):
     queued_stale_seconds: int = Field(300, ge=1)
     recovery_interval_seconds: float = Field(60, gt=0)
     alert_dedup_seconds: int = Field(3600, ge=0)
-    unsubscribe_mailbox: str | None = None  # mailto target; default unsubscribe@<sending domain>
+    # The mailto part of List-Unsubscribe, only for a mailbox the operator owns; unset: none.
+    unsubscribe_mailbox: str | None = None
 
     smtp_timeout_seconds: float = Field(30, gt=0, le=600)
     smtp_idle_seconds: float = Field(60, gt=0)
@@ -150,6 +157,17 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty: every message carries the postal address")
         return value.strip()
+
+    @field_validator("unsubscribe_mailbox")
+    @classmethod
+    def _mailbox_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        # It goes into a mailto: URL in a header: a plain ASCII address, nothing to escape.
+        if not _PLAIN_ADDRESS.fullmatch(value):
+            raise ValueError("must be an e-mail address (ASCII, like unsubscribe@example.com)")
+        return value
 
     @model_validator(mode="after")
     def _https_in_production(self) -> Settings:

@@ -33,9 +33,11 @@ class MessageSpec:
     text: str
     html: str | None
     unsubscribe_url: str
-    unsubscribe_mailto: str
     company_address: str
     message_id: str
+    # Only a mailbox the operator owns and reads (UNSUBSCRIBE_MAILBOX): the token in it
+    # unsubscribes whoever reads the mail. None: the https one-click URL alone.
+    unsubscribe_mailto: str | None = None
     reply_to: str | None = None
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -76,8 +78,12 @@ def build_message(spec: MessageSpec) -> bytes:
         spec.unsubscribe_url
     ):
         raise ValueError("List-Unsubscribe: the one-click URL must be an http(s) URL")
-    if not spec.unsubscribe_mailto.startswith("mailto:") or _has_space(spec.unsubscribe_mailto):
+    mailto = spec.unsubscribe_mailto
+    if mailto is not None and (not mailto.startswith("mailto:") or _has_space(mailto)):
         raise ValueError("List-Unsubscribe: the mailto URL must start with mailto:")
+    unsubscribe = f"<{spec.unsubscribe_url}>"
+    if mailto is not None:
+        unsubscribe += f",\r\n <{mailto}>"
 
     head = [
         "From: " + _mailbox(spec.from_name, spec.from_email, "From"),
@@ -86,7 +92,7 @@ def build_message(spec: MessageSpec) -> bytes:
         "Date: " + format_datetime(datetime.now(UTC)),
         "Message-ID: " + spec.message_id,
         "MIME-Version: 1.0",
-        f"List-Unsubscribe: <{spec.unsubscribe_url}>,\r\n <{spec.unsubscribe_mailto}>",
+        "List-Unsubscribe: " + unsubscribe,
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
     ]
     if spec.reply_to:
@@ -110,7 +116,7 @@ def build_message(spec: MessageSpec) -> bytes:
             b"--" + b + b"--\r\n",
         )
     )  # fmt: skip
-    return "\r\n".join(head).encode("ascii") + b"\r\n\r\n" + body
+    return "\r\n".join(head).encode("utf-8") + b"\r\n\r\n" + body
 
 
 # --- headers -------------------------------------------------------------------------
@@ -124,7 +130,7 @@ def _refuse_breaks(spec: MessageSpec) -> None:
         ("Subject", spec.subject),
         ("Message-ID", spec.message_id),
         ("List-Unsubscribe", spec.unsubscribe_url),
-        ("List-Unsubscribe", spec.unsubscribe_mailto),
+        ("List-Unsubscribe", spec.unsubscribe_mailto or ""),
         ("Reply-To", spec.reply_to or ""),
         *spec.extra_headers.items(),
     )
@@ -154,8 +160,8 @@ def _address(address: str, header: str) -> str:
     if not _ADDRESS.fullmatch(address):
         raise ValueError(f"{header}: invalid address {address!r}")
     local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise ValueError(f"{header}: non-ASCII local part needs SMTPUTF8: {address!r}")
+    # A non-ASCII local part goes into the header as UTF-8 (RFC 6532); such a message only
+    # travels with SMTPUTF8, which the transport checks before MAIL FROM.
     return f"{local}@{_domain(domain, header)}"
 
 
@@ -286,4 +292,4 @@ def _boundary(*bodies: bytes) -> str:
 
 
 def _join(head: list[str], part: tuple[bytes, bytes]) -> bytes:
-    return "\r\n".join(head).encode("ascii") + b"\r\n" + part[0] + b"\r\n\r\n" + part[1]
+    return "\r\n".join(head).encode("utf-8") + b"\r\n" + part[0] + b"\r\n\r\n" + part[1]

@@ -75,7 +75,7 @@ def test_the_message_carries_personalisation_and_compliance_headers(app, factory
     assert message["From"].addresses[0].display_name == "Ops Team"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "https://sendfleet.test/u/" in message["List-Unsubscribe"]
-    assert "mailto:" in message["List-Unsubscribe"]
+    assert "mailto:" not in message["List-Unsubscribe"]  # no UNSUBSCRIBE_MAILBOX set
     assert message["Date"] is not None
     text = message.get_body(("plain",)).get_content()
     assert "Hello Bo from us" in text

@@ -56,13 +56,22 @@ def test_every_header_is_present_and_parses_back() -> None:
     assert "Reply-To" not in msg
 
 
-def test_rfc_8058_one_click_headers() -> None:
+def test_rfc_8058_one_click_headers_with_the_operators_mailbox() -> None:
     msg = parse(build_message(SPEC))
     assert msg["List-Unsubscribe"] == (
         "<https://app.example.com/u/tok123>, "
         "<mailto:unsubscribe@send.example.com?subject=unsubscribe-tok123>"
     )
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_without_a_mailbox_list_unsubscribe_is_the_https_url_alone() -> None:
+    raw = build_message(replace(SPEC, unsubscribe_mailto=None))
+    msg = parse(raw)
+    assert msg["List-Unsubscribe"] == "<https://app.example.com/u/tok123>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert b"mailto:" not in raw
+    assert len(msg.get_all("List-Unsubscribe")) == 1
 
 
 def test_footer_with_link_and_address_in_both_parts() -> None:

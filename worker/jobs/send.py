@@ -247,7 +247,9 @@ class _Sender:
         self.endpoint = _endpoint(settings, account)
         self.campaigns: dict[int, Campaign] = {}
         self.failures_known_zero = account.consecutive_failures == 0
-        self.mailbox = settings.unsubscribe_mailbox or f"unsubscribe@{account.sending_domain}"
+        # Only a mailbox the operator owns: unsubscribe@<sending domain> of a consumer account
+        # would be a stranger's inbox receiving working tokens.
+        self.mailbox = settings.unsubscribe_mailbox
 
     @classmethod
     def load(cls, session: Session, settings: Settings, account_id: int) -> _Sender | None:
@@ -370,7 +372,9 @@ class _Sender:
                 text=rendered.text,
                 html=rendered.html,
                 unsubscribe_url=unsubscribe_url,
-                unsubscribe_mailto=f"mailto:{self.mailbox}?subject=unsubscribe-{token}",
+                unsubscribe_mailto=(
+                    f"mailto:{self.mailbox}?subject=unsubscribe-{token}" if self.mailbox else None
+                ),
                 company_address=self.settings.company_address,
                 message_id=sent.message_id,
             )
