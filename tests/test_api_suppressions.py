@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from app.models import Event, Recipient, Suppression
+from app.models import ApiKey, Event, Recipient, Suppression
 
 
 def _statuses(session):
@@ -153,3 +153,76 @@ def test_deleting_what_is_not_suppressed_is_404(api):
     response = api.delete("/api/v1/suppressions/nobody@x.example")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def _deletion_events(session):
+    session.expire_all()
+    return [
+        e.data
+        for e in session.execute(select(Event).where(Event.type == "suppression_deleted"))
+        .scalars()
+        .all()
+    ]
+
+
+@pytest.mark.parametrize("reason", ["unsubscribed", "complained"])
+def test_lifting_an_opt_out_needs_confirm_and_leaves_an_event(api, factory, session, reason):
+    factory.suppress("ana@x.example", reason=reason)
+    for path in (
+        "/api/v1/suppressions/ana@x.example",
+        "/api/v1/suppressions/ana@x.example?confirm=false",
+    ):
+        refused = api.delete(path)
+        assert refused.status_code == 409
+        error = refused.get_json()["error"]
+        assert (error["code"], error["field"]) == ("confirmation_required", "confirm")
+        assert "opt-out" in error["message"] and "confirm=true" in error["message"]
+    session.expire_all()
+    assert len(session.execute(select(Suppression)).scalars().all()) == 1
+    assert _deletion_events(session) == []
+
+    assert api.delete("/api/v1/suppressions/Ana@x.example?confirm=true").status_code == 204
+    key = session.execute(select(ApiKey)).scalar_one()
+    session.expire_all()
+    assert session.execute(select(Suppression)).scalars().all() == []
+    assert _deletion_events(session) == [
+        {
+            "value": "ana@x.example",
+            "kind": "email",
+            "reason": reason,
+            "source": "test",
+            "confirmed": True,
+            "who": {"api_key_id": key.id, "api_key_name": "test"},
+        }
+    ]
+
+
+@pytest.mark.parametrize("reason", ["bounced", "manual"])
+def test_bounced_and_manual_suppressions_go_without_confirm_but_leave_an_event(
+    api, factory, session, reason
+):
+    factory.suppress("spam.example", reason=reason)
+    assert api.delete("/api/v1/suppressions/spam.example").status_code == 204
+    [event] = _deletion_events(session)
+    assert (event["value"], event["kind"], event["reason"], event["confirmed"]) == (
+        "spam.example",
+        "domain",
+        reason,
+        False,
+    )
+    assert event["who"]["api_key_name"] == "test"
+
+
+def test_a_bad_confirm_value_is_refused_naming_the_field(api, factory):
+    factory.suppress("ana@x.example", reason="unsubscribed")
+    response = api.delete("/api/v1/suppressions/ana@x.example?confirm=maybe")
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "confirm"
+
+
+def test_the_openapi_document_names_the_confirm_parameter(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    operation = spec["paths"]["/api/v1/suppressions/{value}"]["delete"]
+    [confirm] = [p for p in operation["parameters"] if p["name"] == "confirm"]
+    assert confirm["in"] == "query" and confirm["schema"]["type"] == "boolean"
+    assert "409" in operation["responses"]

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import g
 from flask_smorest import Blueprint
 
 from app.api import require_json_body
 from app.api.errors import error_responses
 from app.api.schemas.suppressions import (
     SuppressionCreateSchema,
+    SuppressionDeleteQuerySchema,
     SuppressionPageSchema,
     SuppressionQuerySchema,
     SuppressionSchema,
 )
 from app.db import unit_of_work
-from app.models import Suppression, SuppressionKind
+from app.models import ApiKey, Suppression, SuppressionKind
 from app.services import suppressions
 
 blp = Blueprint("suppressions", __name__, description="Suppressed addresses and domains")
@@ -54,9 +56,14 @@ def add_suppression(data: dict[str, Any]) -> tuple[Suppression, int]:
 
 
 @blp.route("/<value>", methods=["DELETE"])
+@blp.arguments(SuppressionDeleteQuerySchema, location="query")
 @blp.response(204)
-@error_responses(blp, 401, 404)
-def delete_suppression(value: str) -> None:
-    """Lift a suppression. Recipients already marked suppressed stay so."""
+@error_responses(blp, 401, 404, 409, 422)
+def delete_suppression(query: dict[str, Any], value: str) -> None:
+    """Lift a suppression (an address or a domain); an unsubscribe or a complaint only with
+    `?confirm=true`. Every deletion leaves a `suppression_deleted` event naming the API key.
+    Recipients already marked suppressed stay so."""
     with unit_of_work() as session:
-        suppressions.delete_suppression(session, value)
+        key = session.get(ApiKey, g.api_key_id)
+        who = {"api_key_id": g.api_key_id, "api_key_name": key.name if key else None}
+        suppressions.delete_suppression(session, value, confirmed=query["confirm"], who=who)

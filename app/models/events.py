@@ -33,6 +33,7 @@ class EventType(StrEnum):
     CAMPAIGN_CANCELLED = "campaign_cancelled"
     CAMPAIGN_COMPLETED = "campaign_completed"
     IMPORTED = "imported"
+    SUPPRESSION_DELETED = "suppression_deleted"
 
 
 class Event(Base):

@@ -8,7 +8,7 @@ from sqlalchemy import CursorResult, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.models import (
     DUE_STATUSES,
     OPEN_STATUSES,
@@ -19,6 +19,7 @@ from app.models import (
     RecipientStatus,
     Suppression,
     SuppressionKind,
+    SuppressionReason,
 )
 from app.services.addresses import AddressValidator
 
@@ -122,7 +123,47 @@ def list_suppressions(
     return rows, None
 
 
-def delete_suppression(session: Session, raw: str) -> None:
+# A person's own opt-out (or their complaint): lifting it must be a deliberate act.
+OPT_OUT_REASONS = frozenset(
+    {SuppressionReason.UNSUBSCRIBED.value, SuppressionReason.COMPLAINED.value}
+)
+
+
+class ConfirmationRequired(Conflict):
+    code = "confirmation_required"
+
+
+def delete_suppression(
+    session: Session, raw: str, *, confirmed: bool = False, who: dict[str, Any] | None = None
+) -> Suppression:
+    """Lifts a suppression and records who did it (a `suppression_deleted` event). An
+    unsubscribe or a complaint is lifted only when `confirmed`."""
+    row = find_suppression(session, raw)
+    if row.reason in OPT_OUT_REASONS and not confirmed:
+        opted = "unsubscribed" if row.reason == SuppressionReason.UNSUBSCRIBED else "complained"
+        raise ConfirmationRequired(
+            f"confirm: {row.value!r} is suppressed because the person {opted}; it is their "
+            "opt-out. Delete it only if they asked to be mailed again, with ?confirm=true",
+            field="confirm",
+        )
+    session.add(
+        Event(
+            type=EventType.SUPPRESSION_DELETED.value,
+            data={
+                "value": row.value,
+                "kind": row.kind,
+                "reason": row.reason,
+                "source": row.source,
+                "confirmed": confirmed,
+                "who": who or {},
+            },
+        )
+    )
+    session.delete(row)
+    return row
+
+
+def find_suppression(session: Session, raw: str) -> Suppression:
     kind = SuppressionKind.EMAIL if "@" in raw else SuppressionKind.DOMAIN
     try:
         value = normalise(kind, raw)
@@ -135,4 +176,4 @@ def delete_suppression(session: Session, raw: str) -> None:
         ).scalar_one_or_none()
     if row is None:
         raise NotFound(f"{raw!r} is not suppressed")
-    session.delete(row)
+    return row

@@ -58,3 +58,14 @@ class SuppressionQuerySchema(PageQuerySchema):
 
 class SuppressionPageSchema(PageSchema):
     items = fields.List(fields.Nested(SuppressionSchema), required=True)
+
+
+class SuppressionDeleteQuerySchema(ma.Schema):
+    confirm = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "required (true) to lift an `unsubscribed` or `complained` "
+            "suppression: it is a person's opt-out. Without it such a delete answers 409 "
+            "naming this field. Bounced and manual suppressions need no confirmation."
+        },
+    )
