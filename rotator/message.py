@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from rotator.envelope import wire_domain
+
 
 class HeaderInjection(ValueError):
     def __init__(self, header: str) -> None:
@@ -151,9 +153,7 @@ def _domain(domain: str, header: str) -> str:
         raise HeaderInjection(header)
     if not domain or _has_space(domain) or "@" in domain:
         raise ValueError(f"{header}: invalid domain {domain!r}")
-    if domain.isascii():
-        return domain
-    return domain.encode("idna").decode("ascii")
+    return wire_domain(domain)  # the same IDNA 2008 form as the envelope
 
 
 def _address(address: str, header: str) -> str:

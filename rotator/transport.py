@@ -4,7 +4,12 @@
 distinction that matters most is where a failure happened: before the end-of-data
 dot (nothing was delivered, safe to retry later) or after it (the server may have
 accepted the message: "outcome_lost", never retried automatically). That is why DATA
-is driven by hand below rather than with smtplib.sendmail.
+is driven by hand below rather than with smtplib.sendmail. Every reply carries the Stage
+it arrived at, because what a refusal is about depends on it.
+
+Whatever goes wrong inside a transaction, an SMTP refusal or an exception of our own, the
+connection is reset (RSET) or dropped before the next message uses it: one message's
+failure never leaks into the next one's transaction.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import unquote, urlsplit
 
+from rotator.endpoint import SmtpEndpoint, endpoint_from_url
+from rotator.envelope import UnencodableAddress, WireAddress, wire_address
 from rotator.providers.base import Security
-from rotator.reply import SmtpReply
+from rotator.reply import SmtpReply, Stage
+
+__all__ = ["SmtpEndpoint", "SmtpPool", "endpoint_from_url"]
 
 log = logging.getLogger(__name__)
 
@@ -34,68 +42,19 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
-@dataclass(frozen=True)
-class SmtpEndpoint:
-    host: str
-    port: int
-    security: Security
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 30.0
-    local_hostname: str | None = None
-    verify_tls: bool = True
-
-    def __repr__(self) -> str:  # never print the password
-        return (
-            f"SmtpEndpoint(host={self.host!r}, port={self.port}, security={self.security}, "
-            f"username={self.username!r}, timeout={self.timeout})"
-        )
-
-
-_SCHEMES = {"smtp": Security.NONE, "smtp+starttls": Security.STARTTLS, "smtps": Security.TLS}
-_DEFAULT_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.TLS: 465}
-
-
-def endpoint_from_url(url: str) -> SmtpEndpoint:
-    """SANDBOX_SMTP_URL: smtp://host:port, smtp+starttls://user:pass@host:587, smtps://host:465.
-
-    A ``?verify=false`` query turns off certificate checks (sandbox sinks only).
-    """
-    parts = urlsplit(url)
-    security = _SCHEMES.get(parts.scheme.lower())
-    if security is None:
-        raise ValueError(
-            f"SMTP URL scheme must be one of {', '.join(sorted(_SCHEMES))}: {parts.scheme!r}"
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("SMTP URL has an invalid port") from None
-    if not parts.hostname:
-        raise ValueError("SMTP URL has no host")
-    if parts.path not in ("", "/"):
-        raise ValueError("SMTP URL must not have a path")
-    verify = True
-    if parts.query:
-        if parts.query.lower() not in ("verify=false", "verify=0", "verify=true", "verify=1"):
-            raise ValueError(f"SMTP URL: unknown query {parts.query!r} (only verify=false)")
-        verify = parts.query.lower() in ("verify=true", "verify=1")
-    return SmtpEndpoint(
-        host=parts.hostname,
-        port=port or _DEFAULT_PORTS[security],
-        security=security,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        verify_tls=verify,
-    )
-
-
 class _Failed(Exception):
     """Internal: a step failed with this reply; the connection is unusable."""
 
     def __init__(self, reply: SmtpReply) -> None:
         super().__init__(str(reply))
         self.reply = reply
+
+
+@dataclass
+class _Progress:
+    """How far the current attempt got; failures are placed at this stage."""
+
+    stage: Stage = Stage.CONNECT
 
 
 @dataclass
@@ -119,24 +78,44 @@ class SmtpPool:
     def send(
         self, key: str, endpoint: SmtpEndpoint, envelope_from: str, recipient: str, data: bytes
     ) -> SmtpReply:
+        try:
+            sender = wire_address(envelope_from)
+        except UnencodableAddress as exc:
+            return SmtpReply.from_error("address_unencodable", str(exc), Stage.MAIL)
+        try:
+            target = wire_address(recipient)
+        except UnencodableAddress as exc:
+            return SmtpReply.from_error("address_unencodable", str(exc), Stage.RCPT)
         with self._lock_for(key):
+            progress = _Progress()
             try:
-                return self._send(key, endpoint, envelope_from, recipient, data)
+                return self._send(key, endpoint, sender, target, data, progress)
             except _Failed as failed:
                 self._drop(key)
-                return failed.reply
+                return failed.reply.at(progress.stage)
+            except Exception as exc:
+                # A bug or an encoding error of ours, possibly mid-transaction: the
+                # connection is dropped so nothing of this message reaches the next one.
+                self._drop(key)
+                log.warning(
+                    "smtp.client_error",
+                    extra={"key": key, "stage": progress.stage.value, "error": _describe(exc)},
+                )
+                kind = "outcome_lost" if progress.stage is Stage.DOT else "client_error"
+                return SmtpReply.from_error(kind, _describe(exc), progress.stage)
 
     def check(self, endpoint: SmtpEndpoint) -> SmtpReply:
         """Health check on a fresh connection: connect, EHLO, STARTTLS, AUTH, NOOP."""
+        progress = _Progress()
         try:
-            smtp = _open(endpoint)
+            smtp = _open(endpoint, progress)
         except _Failed as failed:
-            return failed.reply
+            return failed.reply.at(progress.stage)
         try:
             code, message = _step(smtp, smtp.noop)
-            return SmtpReply.parse(code, message)
+            return SmtpReply.parse(code, message, Stage.NOOP)
         except _Failed as failed:
-            return failed.reply
+            return failed.reply.at(Stage.NOOP)
         finally:
             _quit(smtp)
 
@@ -164,7 +143,9 @@ class SmtpPool:
         if conn is not None:
             conn.smtp.close()
 
-    def _connection(self, key: str, endpoint: SmtpEndpoint) -> tuple[_Connection, bool]:
+    def _connection(
+        self, key: str, endpoint: SmtpEndpoint, progress: _Progress
+    ) -> tuple[_Connection, bool]:
         """The key's open connection, or a new one. Returns (connection, reused)."""
         conn = self._conns.get(key)
         now = time.monotonic()
@@ -183,18 +164,53 @@ class SmtpPool:
                 conn = None
         if conn is not None:
             return conn, True
-        conn = _Connection(_open(endpoint), endpoint, now)
+        conn = _Connection(_open(endpoint, progress), endpoint, now)
         self._conns[key] = conn
         return conn, False
 
     def _send(
-        self, key: str, endpoint: SmtpEndpoint, envelope_from: str, recipient: str, data: bytes
+        self,
+        key: str,
+        endpoint: SmtpEndpoint,
+        sender: WireAddress,
+        target: WireAddress,
+        data: bytes,
+        progress: _Progress,
     ) -> SmtpReply:
-        conn, reused = self._connection(key, endpoint)
+        conn, reused = self._connection(key, endpoint, progress)
+        smtp = conn.smtp
+        needs_smtputf8 = sender.needs_smtputf8 or target.needs_smtputf8
+        if needs_smtputf8 and not smtp.has_extn("smtputf8"):
+            # Refused before MAIL: no transaction is open, the connection stays usable.
+            who = "recipient" if target.needs_smtputf8 else "sender"
+            return SmtpReply.from_error(
+                "address_unencodable",
+                f"the {who} has a non-ASCII local part and the server does not offer SMTPUTF8",
+                Stage.RCPT if target.needs_smtputf8 else Stage.MAIL,
+            )
+        try:
+            return self._transaction(key, conn, reused, endpoint, sender, target, data, progress)
+        finally:
+            smtp.command_encoding = "ascii"  # smtplib leaves it at utf-8 after SMTPUTF8
+
+    def _transaction(
+        self,
+        key: str,
+        conn: _Connection,
+        reused: bool,
+        endpoint: SmtpEndpoint,
+        sender: WireAddress,
+        target: WireAddress,
+        data: bytes,
+        progress: _Progress,
+    ) -> SmtpReply:
         smtp = conn.smtp
         conn.messages += 1
+        progress.stage = Stage.MAIL
         try:
-            code, message = _step(smtp, lambda: smtp.mail(envelope_from))
+            code, message = _step(
+                smtp, lambda: smtp.mail(sender.address, _mail_options(smtp, sender, target, data))
+            )
         except _Failed:
             if not reused:
                 raise
@@ -204,37 +220,54 @@ class SmtpPool:
             # connection message cap): nothing of this message was sent, so opening
             # a fresh connection once is a reconnect, not a retry of the message.
             self._drop(key)
-            conn, _ = self._connection(key, endpoint)
+            conn, _ = self._connection(key, endpoint, progress)
             smtp = conn.smtp
             conn.messages += 1
-            code, message = _step(smtp, lambda: smtp.mail(envelope_from))
+            progress.stage = Stage.MAIL
+            code, message = _step(
+                smtp, lambda: smtp.mail(sender.address, _mail_options(smtp, sender, target, data))
+            )
         conn.last_used = time.monotonic()
         if code != 250:
-            return self._refused(key, smtp, code, message)
-        code, message = _step(smtp, lambda: smtp.rcpt(recipient))
+            return self._refused(key, smtp, code, message, Stage.MAIL)
+        progress.stage = Stage.RCPT
+        code, message = _step(smtp, lambda: smtp.rcpt(target.address))
         if code not in (250, 251):
-            return self._refused(key, smtp, code, message)
+            return self._refused(key, smtp, code, message, Stage.RCPT)
+        progress.stage = Stage.DATA
         code, message = _step(smtp, lambda: smtp.docmd("data"))
         if code != 354:
-            return self._refused(key, smtp, code, message)
+            return self._refused(key, smtp, code, message, Stage.DATA)
         _send_payload(smtp, data)
         # The end-of-data dot is on its way: from here on, no reply means "unknown".
+        progress.stage = Stage.DOT
         try:
             code, message = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Failed(SmtpReply.from_error("outcome_lost", _describe(exc))) from None
         conn.last_used = time.monotonic()
-        reply = SmtpReply.parse(code, message)
+        if not _readable(code):
+            # smtplib's -1: no three-digit code. The server may well have taken the
+            # message, and the dialogue is out of step: unknown, and a fresh connection.
+            self._drop(key)
+            return SmtpReply.from_error(
+                "outcome_lost",
+                f"unreadable reply after the final dot: {message[:120]!r}",
+                Stage.DOT,
+            )
+        reply = SmtpReply.parse(code, message, Stage.DOT)
         if code == 421:
             self._drop(key)
         log.debug("smtp.sent", extra={"key": key, "smtp_code": code})
         return reply
 
-    def _refused(self, key: str, smtp: smtplib.SMTP, code: int, message: bytes) -> SmtpReply:
+    def _refused(
+        self, key: str, smtp: smtplib.SMTP, code: int, message: bytes, stage: Stage
+    ) -> SmtpReply:
         """A MAIL/RCPT/DATA refusal: reset the transaction so the connection stays usable."""
-        reply = SmtpReply.parse(code, message)
-        if code == 421:
-            self._drop(key)  # the server is closing the channel
+        reply = SmtpReply.parse(code, message, stage)
+        if code == 421 or not _readable(code):
+            self._drop(key)  # the server is closing the channel, or is out of step
             return reply
         try:
             rset_code, _ = smtp.rset()
@@ -243,6 +276,21 @@ class SmtpPool:
         if rset_code != 250:
             self._drop(key)
         return reply
+
+
+def _readable(code: int) -> bool:
+    return 200 <= code <= 599
+
+
+def _mail_options(
+    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, data: bytes
+) -> list[str]:
+    options = []
+    if sender.needs_smtputf8 or target.needs_smtputf8:
+        options.append("SMTPUTF8")  # checked as offered before MAIL
+    if not data.isascii() and smtp.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return options
 
 
 def _wire_data(data: bytes) -> bytes:
@@ -270,9 +318,10 @@ def _tls_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
-def _open(endpoint: SmtpEndpoint) -> smtplib.SMTP:
+def _open(endpoint: SmtpEndpoint, progress: _Progress) -> smtplib.SMTP:
     """Connect, EHLO, STARTTLS when asked, AUTH when a username is set."""
     local = endpoint.local_hostname or _default_local_hostname()
+    progress.stage = Stage.TLS if endpoint.security is Security.TLS else Stage.CONNECT
     smtp: smtplib.SMTP
     try:
         # Host given to the constructor: smtplib keeps it for TLS server_hostname.
@@ -298,13 +347,17 @@ def _open(endpoint: SmtpEndpoint) -> smtplib.SMTP:
     except OSError as exc:
         raise _Failed(SmtpReply.from_error("connect_failed", _describe(exc))) from None
     try:
+        progress.stage = Stage.EHLO
         _expect(smtp, 250, lambda: smtp.ehlo())
         if endpoint.security is Security.STARTTLS:
+            progress.stage = Stage.TLS
             if not smtp.has_extn("starttls"):
                 raise _Failed(SmtpReply.from_error("tls_failed", "server does not offer STARTTLS"))
             _expect(smtp, 220, lambda: smtp.starttls(context=_tls_context(endpoint.verify_tls)))
+            progress.stage = Stage.EHLO
             _expect(smtp, 250, lambda: smtp.ehlo())
         if endpoint.username:
+            progress.stage = Stage.AUTH
             _login(smtp, endpoint.username, endpoint.password or "")
     except _Failed:
         smtp.close()

@@ -65,7 +65,9 @@ class ScriptedSMTPServer:
         port: int = 0,
         auth: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        smtputf8: bool = True,
     ) -> None:
+        self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531) in the EHLO reply, as Gmail does
         self.host = host
         self.port = port
         self.auth = auth
@@ -77,6 +79,8 @@ class ScriptedSMTPServer:
         self._fail_all: list[tuple[int, str, _Budget]] = []
         self._drop_mid_data = _Budget(0)
         self._drop_after_data = _Budget(0)
+        self._garble_data_reply = _Budget(0)
+        self.mail_options: list[list[str]] = []  # MAIL FROM parameters, per transaction
         self._attempts: Counter[str] = Counter()
         self._delay_data = _Budget(0)
         self._delay_seconds = 0.0
@@ -93,6 +97,7 @@ class ScriptedSMTPServer:
             )
         if self.tls_context is not None:
             kwargs.update(tls_context=self.tls_context, require_starttls=False)
+        kwargs.update(enable_SMTPUTF8=self.smtputf8)
         controller = _Controller(self, hostname=self.host, port=self.port, **kwargs)
         controller.start()
         self._controller = controller
@@ -144,6 +149,11 @@ class ScriptedSMTPServer:
         with self._lock:
             self._drop_after_data = _Budget(times)
 
+    def garble_data_reply(self, times: int = 1) -> None:
+        """Keep the message, then answer the final dot with a line that is no SMTP reply."""
+        with self._lock:
+            self._garble_data_reply = _Budget(times)
+
     def delay_data_reply(self, seconds: float, times: int = 1) -> None:
         """Receive the message, record it, and wait `seconds` before answering 250:
         a client that times out first cannot know the message was accepted."""
@@ -176,6 +186,8 @@ class ScriptedSMTPServer:
             self._drop_mid_data = _Budget(0)
             self._drop_after_data = _Budget(0)
             self._delay_data = _Budget(0)
+            self._garble_data_reply = _Budget(0)
+            self.mail_options.clear()
             self._attempts.clear()
 
     # --- reading ------------------------------------------------------------------------
@@ -244,6 +256,7 @@ class ScriptedSMTPServer:
                 if budget.take():
                     return f"{code} {text}"
             drop = self._drop_after_data.take()
+            garble = self._garble_data_reply.take()
             data = bytes(envelope.original_content or b"")
             self.received.append(
                 Received(
@@ -258,6 +271,8 @@ class ScriptedSMTPServer:
             assert server.transport is not None
             server.transport.close()
             return ""
+        if garble:
+            return "OK, got it"
         return None
 
 
@@ -269,6 +284,15 @@ def _message_id(data: bytes) -> str | None:
 class _Handler:
     def __init__(self, owner: ScriptedSMTPServer) -> None:
         self.owner = owner
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.owner._lock:
+            self.owner.mail_options.append(list(options))
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import smtplib
 import socket
 import ssl
 import time
@@ -17,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from rotator.classify import Outcome, classify_reply
 from rotator.providers.base import Security
+from rotator.reply import Stage
 from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
 from tests.smtp_server import ScriptedSMTPServer
 
@@ -367,3 +369,120 @@ def test_endpoint_from_url(url: str, expected: SmtpEndpoint) -> None:
 def test_endpoint_from_url_rejects_what_it_does_not_understand(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         endpoint_from_url(url)
+
+
+# --- stages, international addresses, a transaction never leaks --------------------------
+
+
+def test_every_reply_carries_the_stage_it_arrived_at(
+    smtp_server: ScriptedSMTPServer, pool: SmtpPool
+) -> None:
+    ep = endpoint(smtp_server)
+    smtp_server.fail_rcpt("gone@example.org", 550, "5.1.1 <gone@example.org>: User unknown")
+    assert pool.send("1", ep, FROM, "gone@example.org", message(1)).stage is Stage.RCPT
+    assert pool.send("1", ep, FROM, "ok@example.org", message(2)).stage is Stage.DOT
+    smtp_server.fail_all(554, "5.7.1 Message rejected: content", times=1)
+    refused = pool.send("1", ep, FROM, "ok@example.org", message(3))
+    assert (refused.code, refused.stage) == (554, Stage.DOT)
+    closed = SmtpEndpoint("127.0.0.1", _closed_port(), Security.NONE, timeout=2.0)
+    assert pool.send("2", closed, FROM, "ok@example.org", message(4)).stage is Stage.CONNECT
+
+
+def test_auth_refusal_is_placed_at_the_auth_stage(pool: SmtpPool) -> None:
+    with ScriptedSMTPServer(auth=("ann", "right")) as server:
+        reply = pool.send("1", endpoint(server, username="ann", password="wrong"), FROM,
+                          "bob@example.org", message(1))  # fmt: skip
+    assert (reply.code, reply.stage) == (535, Stage.AUTH)
+
+
+def test_an_idn_domain_goes_on_the_wire_idna_encoded(
+    smtp_server: ScriptedSMTPServer, pool: SmtpPool
+) -> None:
+    reply = pool.send("1", endpoint(smtp_server), FROM, "bob@münchen.de", message(1))
+    assert reply.code == 250
+    assert smtp_server.received[-1].recipients == ["bob@xn--mnchen-3ya.de"]
+
+
+def test_a_non_ascii_local_part_goes_with_smtputf8_where_offered(pool: SmtpPool) -> None:
+    data = "To: jörg@münchen.de\r\nSubject: hi\r\n\r\nHallo.\r\n".encode()
+    with ScriptedSMTPServer(smtputf8=True) as server:
+        reply = pool.send("1", endpoint(server), FROM, "jörg@münchen.de", data)
+        assert reply.code == 250
+        assert server.received[-1].recipients == ["jörg@xn--mnchen-3ya.de"]
+        assert "SMTPUTF8" in server.mail_options[-1]
+        # The next, plain message on the same connection is sent in ASCII as usual.
+        assert pool.send("1", endpoint(server), FROM, "bob@example.org", message(2)).code == 250
+        assert server.mail_options[-1] == []
+        assert server.connections == 1
+
+
+def test_a_non_ascii_local_part_fails_alone_where_smtputf8_is_not_offered(
+    pool: SmtpPool,
+) -> None:
+    with ScriptedSMTPServer(smtputf8=False) as server:
+        ep = endpoint(server)
+        reply = pool.send("1", ep, FROM, "jörg@example.org", message(1))
+        assert (reply.code, reply.error_kind, reply.stage) == (
+            None,
+            "address_unencodable",
+            Stage.RCPT,
+        )
+        assert "SMTPUTF8" in reply.text
+        # The recipient after it goes over the same connection, its transaction untouched.
+        assert pool.send("1", ep, FROM, "bob@example.org", message(2)).code == 250
+        assert server.connections == 1
+        assert server.attempts("jörg@example.org") == 0
+
+
+def test_a_domain_without_an_idna_form_fails_before_any_smtp(
+    smtp_server: ScriptedSMTPServer, pool: SmtpPool
+) -> None:
+    reply = pool.send("1", endpoint(smtp_server), FROM, "bob@exa\u200dmple.org", message(1))
+    assert (reply.error_kind, reply.stage) == ("address_unencodable", Stage.RCPT)
+    assert smtp_server.connections == 0
+
+
+def test_an_exception_inside_a_transaction_drops_the_connection_for_the_next_message(
+    smtp_server: ScriptedSMTPServer, pool: SmtpPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ep = endpoint(smtp_server)
+    assert pool.send("1", ep, FROM, "first@example.org", message(1)).code == 250
+    real_rcpt = smtplib.SMTP.rcpt
+    calls = {"n": 0}
+
+    def rcpt_that_breaks_once(self: smtplib.SMTP, recip: str, options: object = ()) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise UnicodeEncodeError("ascii", recip, 0, 1, "simulated")
+        return real_rcpt(self, recip, options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", rcpt_that_breaks_once)
+    broken = pool.send("1", ep, FROM, "second@example.org", message(2))
+    assert (broken.error_kind, broken.stage) == ("client_error", Stage.RCPT)
+    # Without the reset the server would still be inside MAIL FROM and answer 503.
+    after = pool.send("1", ep, FROM, "third@example.org", message(3))
+    assert after.code == 250
+    assert smtp_server.connections == 2
+    assert [r.recipients for r in smtp_server.received] == [
+        ["first@example.org"],
+        ["third@example.org"],
+    ]
+
+
+def test_an_unreadable_reply_after_the_final_dot_is_an_outcome_lost(
+    smtp_server: ScriptedSMTPServer, pool: SmtpPool
+) -> None:
+    ep = endpoint(smtp_server)
+    smtp_server.garble_data_reply()
+    reply = pool.send("1", ep, FROM, "bob@example.org", message(1))
+    assert (reply.error_kind, reply.stage) == ("outcome_lost", Stage.DOT)
+    assert classify_reply(reply).outcome is Outcome.UNKNOWN
+    assert len(smtp_server.received) == 1  # the server did take it: never resend
+    assert pool.send("1", ep, FROM, "next@example.org", message(2)).code == 250
+    assert smtp_server.connections == 2
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
