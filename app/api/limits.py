@@ -48,6 +48,15 @@ class EffectiveLimitSchema(Schema):
     per_day = fields.Integer(allow_none=True)
     override = fields.Nested(OverrideInSchema, allow_none=True)
     used = fields.Nested(UsedSchema, required=True)
+    accounts = fields.List(
+        fields.Integer(),
+        metadata={
+            "description": "sending_domain only: the accounts sharing this window. An own "
+            "domain's accounts share its key; a freemail account (FREEMAIL_DOMAINS) has its "
+            "own, its lower-cased address; an override of a bare freemail domain sets each "
+            "of its accounts' windows"
+        },
+    )
 
 
 class ScopesSchema(Schema):
@@ -77,7 +86,14 @@ def list_limits() -> dict[str, Any]:
 @error_responses(blp, 400, 401, 404, 415, 422)
 def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
     with unit_of_work() as session:
-        return set_override(session, scope, key, body.get("per_minute"), body.get("per_day"))
+        return set_override(
+            session,
+            current_app.extensions["settings"],
+            scope,
+            key,
+            body.get("per_minute"),
+            body.get("per_day"),
+        )
 
 
 @blp.route("/<string:scope>/<path:key>", methods=["DELETE"])
@@ -85,4 +101,4 @@ def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
 @error_responses(blp, 401, 404, 422)
 def delete_limit(scope: str, key: str) -> None:
     with unit_of_work() as session:
-        delete_override(session, scope, key)
+        delete_override(session, current_app.extensions["settings"], scope, key)

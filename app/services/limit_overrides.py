@@ -15,7 +15,7 @@ from app.settings import Settings
 from rotator.limiter import Limiter, Scope, Window
 
 
-def _check_key(scope: str, key: str) -> str:
+def _check_key(scope: str, key: str, settings: Settings) -> str:
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", field="scope")
     key = key.strip().lower()
@@ -25,15 +25,35 @@ def _check_key(scope: str, key: str) -> str:
         return SYSTEM_KEY
     if scope == "account" and not key.isdigit():
         raise InvalidInput("an account key is the account id", field="key")
+    if scope == "sending_domain" and "@" in key:
+        return _check_freemail_address(key, settings)
     if scope in ("sending_domain", "recipient_domain") and ("." not in key or "@" in key):
         raise InvalidInput("a domain key is a domain name like example.com", field="key")
     return key
 
 
+def _check_freemail_address(key: str, settings: Settings) -> str:
+    """A freemail account's own sending-domain window is keyed by its address."""
+    local, _, domain = key.rpartition("@")
+    if not local or "." not in domain or "@" in local:
+        raise InvalidInput("a sending-domain key is a domain, or a freemail address", field="key")
+    if not settings.is_freemail(domain):
+        raise InvalidInput(
+            f"{domain} is not a freemail domain: its accounts share the key {domain}",
+            field="key",
+        )
+    return key
+
+
 def set_override(
-    session: Session, scope: str, key: str, per_minute: int | None, per_day: int | None
+    session: Session,
+    settings: Settings,
+    scope: str,
+    key: str,
+    per_minute: int | None,
+    per_day: int | None,
 ) -> LimitOverride:
-    key = _check_key(scope, key)
+    key = _check_key(scope, key, settings)
     if per_minute is None and per_day is None:
         raise InvalidInput("give per_minute, per_day or both", field="per_minute")
     if scope == "account" and session.get(Account, int(key)) is None:
@@ -50,8 +70,8 @@ def set_override(
     return row
 
 
-def delete_override(session: Session, scope: str, key: str) -> None:
-    key = _check_key(scope, key)
+def delete_override(session: Session, settings: Settings, scope: str, key: str) -> None:
+    key = _check_key(scope, key, settings)
     result = session.execute(
         delete(LimitOverride).where(LimitOverride.scope == scope, LimitOverride.key == key)
     )
@@ -65,10 +85,15 @@ def effective_limits(session: Session, settings: Settings, limiter: Limiter) -> 
     accounts = list(session.execute(select(Account).order_by(Account.id)).scalars())
     entries: list[tuple[str, str, Limit]] = [("system", SYSTEM_KEY, table.system())]
     entries += [("account", str(a.id), table.account(a)) for a in accounts]
-    entries += [
-        ("sending_domain", d, table.sending_domain(d))
-        for d in sorted({a.sending_domain for a in accounts})
-    ]
+    # Keyed as the limiter keys them: an own domain's accounts share one entry, a freemail
+    # account has its own (its address); overrides without accounts are listed too.
+    sharing: dict[str, list[int]] = {}
+    for a in accounts:
+        sharing.setdefault(table.sending_domain_key(a), []).append(a.id)
+    sharing.update(
+        {k: [] for (s, k) in table.overrides if s == "sending_domain" and k not in sharing}
+    )
+    entries += [("sending_domain", k, table.sending_domain(k)) for k in sorted(sharing)]
     recipient_keys = sorted(k for (s, k) in table.overrides if s == "recipient_domain")
     entries += [("recipient_domain", d, table.recipient_domain(d)) for d in recipient_keys]
 
@@ -97,6 +122,8 @@ def effective_limits(session: Session, settings: Settings, limiter: Limiter) -> 
                 },
             }
         )
+        if scope == "sending_domain":
+            result[scope][-1]["accounts"] = sharing[key]
     return {"scopes": result, "defaults": _defaults(table)}
 
 

@@ -47,9 +47,17 @@ class LimitTable:
         per_day = cap_today if merged.per_day is None else min(merged.per_day, cap_today)
         return Limit(merged.per_minute, per_day)
 
-    def sending_domain(self, domain: str) -> Limit:
+    def sending_domain_key(self, account: Account) -> str:
+        return sending_domain_key(account, self.settings)
+
+    def sending_domain(self, key: str) -> Limit:
+        """The limit of one sending-domain key. A freemail key (an address) falls back to
+        an override of its bare domain: `gmail.com` then sets each account's own window."""
         default = Limit(None, self.settings.limit_sending_domain_per_day)
-        return _merge(default, self._override(Scope.SENDING_DOMAIN, domain))
+        override = self._override(Scope.SENDING_DOMAIN, key)
+        if "@" in key:
+            default = _merge(default, self._override(Scope.SENDING_DOMAIN, key.rpartition("@")[2]))
+        return _merge(default, override)
 
     def recipient_domain(self, domain: str) -> Limit:
         per_day = (
@@ -68,19 +76,27 @@ class LimitTable:
         campaign_daily_cap: int | None = None,
     ) -> list[Window]:
         """Every window one send must fit in, all reserved at once by the limiter."""
+        sending_key = self.sending_domain_key(account)
         scoped = [
             (Scope.SYSTEM, SYSTEM_KEY, self.system()),
             (Scope.ACCOUNT, str(account.id), self.account(account)),
-            (
-                Scope.SENDING_DOMAIN,
-                account.sending_domain,
-                self.sending_domain(account.sending_domain),
-            ),
+            (Scope.SENDING_DOMAIN, sending_key, self.sending_domain(sending_key)),
             (Scope.RECIPIENT_DOMAIN, recipient_domain, self.recipient_domain(recipient_domain)),
         ]
         if campaign_id is not None and campaign_daily_cap is not None:
             scoped.append((Scope.CAMPAIGN, str(campaign_id), Limit(None, campaign_daily_cap)))
         return [window for scope, key, limit in scoped for window in _windows(scope, key, limit)]
+
+
+def sending_domain_key(account: Account, settings: Settings) -> str:
+    """The key of the sending-domain scope: the From domain, which protects the operator's
+    own domains. A freemail From domain (FREEMAIL_DOMAINS) is no one's own domain: its
+    accounts are strangers to each other (two consumer Gmail accounts), so each gets its own
+    window, keyed by its lower-cased address (`ann@gmail.com`), which is also what the
+    provider counts."""
+    if settings.is_freemail(account.sending_domain):
+        return account.email.lower()
+    return account.sending_domain
 
 
 def _merge(default: Limit, override: Limit | None) -> Limit:

@@ -145,7 +145,7 @@ def assign(
                 assigned.append((item, account.id, decision.token))
                 continue
             pool.remaining[account.id] += 1
-            _note_refusal(decision, item, account, pool, blocked)
+            _note_refusal(decision, item, account, pool, blocked, table)
             if decision.refused is not None and decision.refused.scope in (
                 Scope.ACCOUNT,
                 Scope.SENDING_DOMAIN,
@@ -178,6 +178,7 @@ def _note_refusal(
     account: Account,
     pool: Pool,
     blocked: dict[tuple[Scope, str], float],
+    table: LimitTable,
 ) -> None:
     refused = decision.refused
     until = time.time() + decision.retry_after
@@ -188,7 +189,8 @@ def _note_refusal(
         pool.blocked_until[account.id] = until
     elif refused.scope == Scope.SENDING_DOMAIN:
         for other in pool.accounts.values():
-            if other.sending_domain == account.sending_domain:
+            # Freemail accounts each have their own key (app.services.limits).
+            if table.sending_domain_key(other) == refused.key:
                 pool.blocked_until[other.id] = until
     else:
         blocked[(refused.scope, refused.key)] = until
