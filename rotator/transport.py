@@ -15,20 +15,24 @@ failure never leaks into the next one's transaction.
 from __future__ import annotations
 
 import logging
-import re
 import smtplib
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 from rotator.endpoint import SmtpEndpoint, endpoint_from_url
 from rotator.envelope import UnencodableAddress, WireAddress, wire_address
-from rotator.providers.base import Security
 from rotator.reply import SmtpReply, Stage
+from rotator.session import (
+    Failed,
+    Progress,
+    alive,
+    describe,
+    open_session,
+    quit_politely,
+    send_payload,
+    step,
+)
 
 __all__ = ["SmtpEndpoint", "SmtpPool", "endpoint_from_url"]
 
@@ -37,24 +41,6 @@ log = logging.getLogger(__name__)
 # An idle connection older than this is probed with NOOP before use: servers drop
 # idle clients silently (Postfix smtpd_timeout, Gmail after a few minutes).
 PROBE_AFTER_SECONDS = 5.0
-_DOT_STUFF = re.compile(rb"(?m)^\.")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-
-
-class _Failed(Exception):
-    """Internal: a step failed with this reply; the connection is unusable."""
-
-    def __init__(self, reply: SmtpReply) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
-
-
-@dataclass
-class _Progress:
-    """How far the current attempt got; failures are placed at this stage."""
-
-    stage: Stage = Stage.CONNECT
 
 
 @dataclass
@@ -87,10 +73,10 @@ class SmtpPool:
         except UnencodableAddress as exc:
             return SmtpReply.from_error("address_unencodable", str(exc), Stage.RCPT)
         with self._lock_for(key):
-            progress = _Progress()
+            progress = Progress()
             try:
                 return self._send(key, endpoint, sender, target, data, progress)
-            except _Failed as failed:
+            except Failed as failed:
                 self._drop(key)
                 return failed.reply.at(progress.stage)
             except Exception as exc:
@@ -99,31 +85,31 @@ class SmtpPool:
                 self._drop(key)
                 log.warning(
                     "smtp.client_error",
-                    extra={"key": key, "stage": progress.stage.value, "error": _describe(exc)},
+                    extra={"key": key, "stage": progress.stage.value, "error": describe(exc)},
                 )
                 kind = "outcome_lost" if progress.stage is Stage.DOT else "client_error"
-                return SmtpReply.from_error(kind, _describe(exc), progress.stage)
+                return SmtpReply.from_error(kind, describe(exc), progress.stage)
 
     def check(self, endpoint: SmtpEndpoint) -> SmtpReply:
         """Health check on a fresh connection: connect, EHLO, STARTTLS, AUTH, NOOP."""
-        progress = _Progress()
+        progress = Progress()
         try:
-            smtp = _open(endpoint, progress)
-        except _Failed as failed:
+            smtp = open_session(endpoint, progress)
+        except Failed as failed:
             return failed.reply.at(progress.stage)
         try:
-            code, message = _step(smtp, smtp.noop)
+            code, message = step(smtp, smtp.noop)
             return SmtpReply.parse(code, message, Stage.NOOP)
-        except _Failed as failed:
+        except Failed as failed:
             return failed.reply.at(Stage.NOOP)
         finally:
-            _quit(smtp)
+            quit_politely(smtp)
 
     def close(self, key: str) -> None:
         with self._lock_for(key):
             conn = self._conns.pop(key, None)
             if conn is not None:
-                _quit(conn.smtp)
+                quit_politely(conn.smtp)
 
     def close_all(self) -> None:
         for key in list(self._conns):
@@ -144,7 +130,7 @@ class SmtpPool:
             conn.smtp.close()
 
     def _connection(
-        self, key: str, endpoint: SmtpEndpoint, progress: _Progress
+        self, key: str, endpoint: SmtpEndpoint, progress: Progress
     ) -> tuple[_Connection, bool]:
         """The key's open connection, or a new one. Returns (connection, reused)."""
         conn = self._conns.get(key)
@@ -157,14 +143,14 @@ class SmtpPool:
                 or idle > self._idle_seconds
             ):
                 self._conns.pop(key)
-                _quit(conn.smtp)
+                quit_politely(conn.smtp)
                 conn = None
-            elif idle > PROBE_AFTER_SECONDS and not _alive(conn.smtp):
+            elif idle > PROBE_AFTER_SECONDS and not alive(conn.smtp):
                 self._drop(key)
                 conn = None
         if conn is not None:
             return conn, True
-        conn = _Connection(_open(endpoint, progress), endpoint, now)
+        conn = _Connection(open_session(endpoint, progress), endpoint, now)
         self._conns[key] = conn
         return conn, False
 
@@ -175,7 +161,7 @@ class SmtpPool:
         sender: WireAddress,
         target: WireAddress,
         data: bytes,
-        progress: _Progress,
+        progress: Progress,
     ) -> SmtpReply:
         conn, reused = self._connection(key, endpoint, progress)
         smtp = conn.smtp
@@ -202,16 +188,16 @@ class SmtpPool:
         sender: WireAddress,
         target: WireAddress,
         data: bytes,
-        progress: _Progress,
+        progress: Progress,
     ) -> SmtpReply:
         smtp = conn.smtp
         conn.messages += 1
         progress.stage = Stage.MAIL
         try:
-            code, message = _step(
+            code, message = step(
                 smtp, lambda: smtp.mail(sender.address, _mail_options(smtp, sender, target, data))
             )
-        except _Failed:
+        except Failed:
             if not reused:
                 raise
             code, message = 421, b""
@@ -224,27 +210,27 @@ class SmtpPool:
             smtp = conn.smtp
             conn.messages += 1
             progress.stage = Stage.MAIL
-            code, message = _step(
+            code, message = step(
                 smtp, lambda: smtp.mail(sender.address, _mail_options(smtp, sender, target, data))
             )
         conn.last_used = time.monotonic()
         if code != 250:
             return self._refused(key, smtp, code, message, Stage.MAIL)
         progress.stage = Stage.RCPT
-        code, message = _step(smtp, lambda: smtp.rcpt(target.address))
+        code, message = step(smtp, lambda: smtp.rcpt(target.address))
         if code not in (250, 251):
             return self._refused(key, smtp, code, message, Stage.RCPT)
         progress.stage = Stage.DATA
-        code, message = _step(smtp, lambda: smtp.docmd("data"))
+        code, message = step(smtp, lambda: smtp.docmd("data"))
         if code != 354:
             return self._refused(key, smtp, code, message, Stage.DATA)
-        _send_payload(smtp, data)
+        send_payload(smtp, data)
         # The end-of-data dot is on its way: from here on, no reply means "unknown".
         progress.stage = Stage.DOT
         try:
             code, message = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise _Failed(SmtpReply.from_error("outcome_lost", _describe(exc))) from None
+            raise Failed(SmtpReply.from_error("outcome_lost", describe(exc))) from None
         conn.last_used = time.monotonic()
         if not _readable(code):
             # smtplib's -1: no three-digit code. The server may well have taken the
@@ -291,163 +277,3 @@ def _mail_options(
     if not data.isascii() and smtp.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
     return options
-
-
-def _wire_data(data: bytes) -> bytes:
-    """CRLF line endings, dot-stuffed (RFC 5321 4.5.2), terminated by CRLF.CRLF."""
-    if b"\n" in data or b"\r" in data:
-        data = _BARE_CR.sub(b"\r\n", _BARE_LF.sub(b"\r\n", data))
-    data = _DOT_STUFF.sub(b"..", data)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
-
-
-@lru_cache(maxsize=1)
-def _default_local_hostname() -> str:
-    # smtplib would call getfqdn() (a DNS lookup) on every connection.
-    return socket.getfqdn() or "localhost"
-
-
-@lru_cache(maxsize=2)
-def _tls_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _open(endpoint: SmtpEndpoint, progress: _Progress) -> smtplib.SMTP:
-    """Connect, EHLO, STARTTLS when asked, AUTH when a username is set."""
-    local = endpoint.local_hostname or _default_local_hostname()
-    progress.stage = Stage.TLS if endpoint.security is Security.TLS else Stage.CONNECT
-    smtp: smtplib.SMTP
-    try:
-        # Host given to the constructor: smtplib keeps it for TLS server_hostname.
-        if endpoint.security is Security.TLS:
-            smtp = smtplib.SMTP_SSL(
-                endpoint.host,
-                endpoint.port,
-                local_hostname=local,
-                timeout=endpoint.timeout,
-                context=_tls_context(endpoint.verify_tls),
-            )
-        else:
-            smtp = smtplib.SMTP(
-                endpoint.host, endpoint.port, local_hostname=local, timeout=endpoint.timeout
-            )
-    except smtplib.SMTPConnectError as exc:  # a greeting other than 220
-        raise _Failed(SmtpReply.parse(exc.smtp_code, _as_bytes(exc.smtp_error))) from None
-    except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise _Failed(SmtpReply.from_error("tls_failed", _describe(exc))) from None
-    except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
-        kind = "timeout" if _timed_out(exc) else "connection_lost"
-        raise _Failed(SmtpReply.from_error(kind, _describe(exc))) from None
-    except OSError as exc:
-        raise _Failed(SmtpReply.from_error("connect_failed", _describe(exc))) from None
-    try:
-        progress.stage = Stage.EHLO
-        _expect(smtp, 250, lambda: smtp.ehlo())
-        if endpoint.security is Security.STARTTLS:
-            progress.stage = Stage.TLS
-            if not smtp.has_extn("starttls"):
-                raise _Failed(SmtpReply.from_error("tls_failed", "server does not offer STARTTLS"))
-            _expect(smtp, 220, lambda: smtp.starttls(context=_tls_context(endpoint.verify_tls)))
-            progress.stage = Stage.EHLO
-            _expect(smtp, 250, lambda: smtp.ehlo())
-        if endpoint.username:
-            progress.stage = Stage.AUTH
-            _login(smtp, endpoint.username, endpoint.password or "")
-    except _Failed:
-        smtp.close()
-        raise
-    return smtp
-
-
-def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
-    if not smtp.has_extn("auth"):
-        raise _Failed(SmtpReply.from_error("auth_unavailable", "server does not offer AUTH"))
-    try:
-        smtp.login(username, password)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise _Failed(SmtpReply.parse(exc.smtp_code, exc.smtp_error)) from None
-    except smtplib.SMTPResponseException as exc:
-        raise _Failed(SmtpReply.parse(exc.smtp_code, exc.smtp_error)) from None
-    except smtplib.SMTPException as exc:
-        raise _Failed(SmtpReply.from_error("auth_unavailable", str(exc))) from None
-    except OSError as exc:
-        raise _Failed(_network_reply(exc)) from None
-
-
-def _expect(smtp: smtplib.SMTP, expected: int, call: Callable[[], tuple[int, bytes]]) -> None:
-    code, message = _step(smtp, call)
-    if code != expected:
-        raise _Failed(SmtpReply.parse(code, message))
-
-
-def _step(smtp: smtplib.SMTP, call: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
-    """Run one command; network and TLS failures become _Failed of the right kind."""
-    try:
-        return call()
-    except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code, _as_bytes(exc.smtp_error)
-    except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise _Failed(SmtpReply.from_error("tls_failed", _describe(exc))) from None
-    except (smtplib.SMTPServerDisconnected, OSError) as exc:
-        raise _Failed(_network_reply(exc)) from None
-
-
-def _send_payload(smtp: smtplib.SMTP, data: bytes) -> None:
-    """Message bytes then the end-of-data dot, in one write. If the write fails, the
-    kernel did not take every byte, so the server cannot have seen the final dot."""
-    try:
-        smtp.send(_wire_data(data))
-    except (smtplib.SMTPServerDisconnected, OSError) as exc:
-        raise _Failed(_network_reply(exc)) from None
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8", "replace")
-
-
-def _timed_out(exc: BaseException) -> bool:
-    # smtplib wraps socket errors in SMTPServerDisconnected; the cause stays in the chain.
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, TimeoutError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _network_reply(exc: BaseException) -> SmtpReply:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError | ssl.CertificateError):
-            return SmtpReply.from_error("tls_failed", _describe(seen))
-        seen = seen.__cause__ or seen.__context__
-    kind = "timeout" if _timed_out(exc) else "connection_lost"
-    return SmtpReply.from_error(kind, _describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _alive(smtp: smtplib.SMTP) -> bool:
-    try:
-        code, _ = smtp.noop()
-    except (smtplib.SMTPException, OSError):
-        return False
-    return code == 250
-
-
-def _quit(smtp: smtplib.SMTP) -> None:
-    """Polite close; a server that does not answer QUIT only costs one short wait."""
-    try:
-        if smtp.sock is not None:
-            smtp.sock.settimeout(min(smtp.timeout, 5.0))
-        smtp.quit()
-    except (smtplib.SMTPException, OSError):
-        smtp.close()
