@@ -87,7 +87,15 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(30, gt=0, le=600)
     smtp_idle_seconds: float = Field(60, gt=0)
 
-    import_max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    # Uploads over HTTP only (the CLI reads local files, bounded by rows): 1,000,000 rows of
+    # five ordinary columns are ~60 MB, wide exports (Google, Outlook: 30-90 columns) 2-3x.
+    import_max_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    # JSON bodies are parsed whole into memory (~10x their size), so they keep their own,
+    # smaller cap; more recipients go as CSV.
+    api_max_json_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    # Per rendered template (subject, text, HTML); at creation and at every send.
+    template_max_output_chars: int = Field(2_000_000, ge=10_000, le=50_000_000)
+    template_max_render_seconds: float = Field(1.0, gt=0, le=60)
     import_max_rows: int = Field(1_000_000, ge=1)
     import_check_mx: bool = False
     import_error_limit: int = Field(100, ge=0)
