@@ -43,7 +43,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(public)
     register_cli(app)
     _register_error_handlers(app)
+    app.before_request(_limit_json_bodies)
     return app
+
+
+FORM_MEMORY_BYTES = 8 * 1024 * 1024
 
 
 def flask_config(settings: Settings) -> dict[str, Any]:
@@ -54,10 +58,13 @@ def flask_config(settings: Settings) -> dict[str, Any]:
             "pool_pre_ping": True,
             "connect_args": {"connect_timeout": 3, "application_name": "sendfleet"},
         },
-        "MAX_CONTENT_LENGTH": settings.import_max_bytes + 1024 * 1024,
+        # A multipart upload: the CSV (spooled to disk by Werkzeug, read by the importer up
+        # to IMPORT_MAX_BYTES) plus its form fields and part headers. JSON bodies have
+        # their own, smaller cap (_limit_json_bodies).
+        "MAX_CONTENT_LENGTH": settings.import_max_bytes + FORM_MEMORY_BYTES + 1024 * 1024,
         # Form fields of a multipart campaign (body_text, body_html up to 1,000,000 characters
         # as in JSON, 4 bytes each at worst); Werkzeug's default stops at 500 kB.
-        "MAX_FORM_MEMORY_SIZE": 8 * 1024 * 1024,
+        "MAX_FORM_MEMORY_SIZE": FORM_MEMORY_BYTES,
         "JSON_SORT_KEYS": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -74,3 +81,20 @@ def _register_error_handlers(app: Flask) -> None:
         if request.path.startswith("/api/"):
             return error_response(500, "internal", "internal error; it has been logged")
         return "Internal error", 500
+
+
+def _limit_json_bodies() -> Response | None:
+    """MAX_CONTENT_LENGTH admits CSV uploads of IMPORT_MAX_BYTES; a body that is parsed
+    whole (anything but multipart) stops at API_MAX_JSON_BYTES, before it is read."""
+    from flask import current_app
+
+    limit = current_app.extensions["settings"].api_max_json_bytes
+    if request.mimetype == "multipart/form-data" or (request.content_length or 0) <= limit:
+        return None
+    return error_response(
+        413,
+        "too_large",
+        f"the request body is larger than {limit:,} bytes (API_MAX_JSON_BYTES); "
+        "send more recipients as a CSV upload (multipart, up to IMPORT_MAX_BYTES) or in "
+        "several requests",
+    )

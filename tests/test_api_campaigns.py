@@ -52,7 +52,7 @@ def test_a_campaign_is_created_from_json_with_its_recipients(api, factory, sessi
     assert body["imported"] == 2
     assert body["rejected"] == {"invalid": 1, "duplicate": 1, "suppressed": 1}
     assert {e["row"] for e in body["errors"]} == {3, 4, 5}
-    assert set(body) == {"id", "imported", "rejected", "errors"}
+    assert set(body) == {"id", "imported", "rejected", "errors", "warnings"}
 
     campaign = api.get(f"/api/v1/campaigns/{body['id']}").get_json()
     assert campaign["status"] == "draft"

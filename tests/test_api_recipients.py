@@ -37,7 +37,7 @@ def test_recipients_are_added_from_json(api, factory, session):
     body = response.get_json()
     assert body["imported"] == 1
     assert body["rejected"] == {"invalid": 1, "duplicate": 1, "suppressed": 0}
-    assert set(body) == {"imported", "rejected", "errors"}
+    assert set(body) == {"imported", "rejected", "errors", "warnings"}
     campaign_body = api.get(f"/api/v1/campaigns/{campaign.id}").get_json()
     assert campaign_body["counts"]["pending"] == 2
     assert campaign_body["field_names"] == ["city"]

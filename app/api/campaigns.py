@@ -33,6 +33,7 @@ blp = Blueprint("campaigns", __name__, description="Campaigns, their recipients 
 blp.before_request(require_json_body)
 
 ID = "<int:campaign_id>"
+EMAIL_COLUMN_MAX = 200
 
 
 def _body_doc(json_schema: type[ma.Schema], upload_schema: type[ma.Schema]) -> dict[str, Any]:
@@ -55,9 +56,11 @@ def _load(schema: ma.Schema, data: Any) -> dict[str, Any]:
     return loaded
 
 
-def _upload(form_schema: ma.Schema) -> tuple[dict[str, Any], BinaryIO]:
-    """The multipart form: the CSV in `file`, other fields checked by `form_schema`, the
+def _upload(form_schema: ma.Schema) -> tuple[dict[str, Any], BinaryIO, str | None]:
+    """The multipart form: the CSV in `file`, `email_column` (which header holds the
+    addresses, when the importer cannot tell), other fields checked by `form_schema`, the
     same schema (but for `recipients`) the JSON form is loaded with."""
+    _refuse_oversized_upload()
     for name in request.files:
         if name != "file":
             raise InvalidInput(f"{name}: Unknown field.", field=name)
@@ -66,11 +69,44 @@ def _upload(form_schema: ma.Schema) -> tuple[dict[str, Any], BinaryIO]:
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput("file: Missing data for required field (the CSV).", field="file")
+    form = request.form.copy()
+    email_column = _email_column(form.poplist("email_column"))
     try:
-        data = form_to_json(request.form)
+        data = form_to_json(form)
     except ma.ValidationError as exc:
         abort(422, messages=exc.messages)
-    return _load(form_schema, data), cast(BinaryIO, upload.stream)
+    return _load(form_schema, data), cast(BinaryIO, upload.stream), email_column
+
+
+def _email_column(values: list[str]) -> str | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidInput("email_column: given more than once", field="email_column")
+    name = values[0].strip()
+    if not name or len(name) > EMAIL_COLUMN_MAX or "\n" in name or "\r" in name:
+        raise InvalidInput(
+            f"email_column: must be a header name of the file (1 to {EMAIL_COLUMN_MAX} "
+            "characters on one line)",
+            field="email_column",
+        )
+    return name
+
+
+def _refuse_oversized_upload() -> None:
+    """An upload over IMPORT_MAX_BYTES (plus room for the form fields) is refused from its
+    Content-Length, before Werkzeug spools it, with the limit named; one within it is
+    measured again by the importer."""
+    settings = current_app.extensions["settings"]
+    declared = request.content_length or 0
+    if declared > (current_app.config.get("MAX_CONTENT_LENGTH") or declared):
+        raise PayloadTooLarge(
+            f"the upload is {declared:,} bytes, over the import limit of "
+            f"{settings.import_max_bytes:,} bytes for uploads (IMPORT_MAX_BYTES); "
+            "`flask --app app import CAMPAIGN_ID FILE.csv` imports a bigger local file "
+            "(bounded by IMPORT_MAX_ROWS only)",
+            field="file",
+        )
 
 
 def _rows(schema: ma.Schema) -> dict[str, Any]:
@@ -106,17 +142,23 @@ def list_campaigns(query: dict[str, Any]) -> dict[str, Any]:
 @error_responses(blp, 400, 401, 413, 415, 422)
 def create_campaign() -> dict[str, Any]:
     """Create a draft campaign with its recipients, from JSON or from a CSV upload
-    (multipart: `file` plus the other fields as form fields). Templates are checked:
-    a syntax error or a variable no recipient carries (without `| default`) is a 422.
-    Nothing is stored unless everything is valid."""
+    (multipart: `file`, optionally `email_column`, plus the other fields as form fields).
+    Templates are checked: a syntax error, a variable no recipient carries (without
+    `| default`), a render over the template limits or one that fails for a recipient is
+    a 422 naming the template. `warnings.blank_fields` counts, for each field the
+    templates use, the recipients without a value (they get ""). Nothing is stored unless
+    everything is valid."""
     settings = current_app.extensions["settings"]
     csv: BinaryIO | None = None
+    email_column = None
     if request.mimetype == MULTIPART:
-        data, csv = _upload(CampaignFieldsSchema())
+        data, csv, email_column = _upload(CampaignFieldsSchema())
     else:
         data = _rows(CampaignCreateSchema())
     with unit_of_work() as session:
-        campaign, report = campaigns.create_campaign(session, data, settings, csv=csv)
+        campaign, report = campaigns.create_campaign(
+            session, data, settings, csv=csv, email_column=email_column
+        )
     return {"id": campaign.id, **report.as_dict()}
 
 
@@ -134,13 +176,16 @@ def get_campaign(campaign_id: int) -> dict[str, Any]:
 @blp.response(201, ImportReportSchema)
 @error_responses(blp, 400, 401, 404, 409, 413, 415, 422)
 def add_recipients(campaign_id: int) -> dict[str, Any]:
-    """Add recipients as JSON or a CSV upload (`file`); 409 once the campaign is completed
-    or cancelled."""
+    """Add recipients as JSON or a CSV upload (`file`, optionally `email_column`); 409 once
+    the campaign is completed or cancelled; checked against the templates as at creation,
+    with the same warnings."""
     settings = current_app.extensions["settings"]
     if request.mimetype == MULTIPART:
-        _, csv = _upload(ma.Schema())
+        _, csv, email_column = _upload(ma.Schema())
         with unit_of_work() as session:
-            report = campaigns.add_recipients(session, campaign_id, settings, csv=csv)
+            report = campaigns.add_recipients(
+                session, campaign_id, settings, csv=csv, email_column=email_column
+            )
     else:
         rows = _rows(RecipientsAddSchema())["recipients"]
         with unit_of_work() as session:

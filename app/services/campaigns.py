@@ -21,8 +21,9 @@ from app.models import (
     RecipientStatus,
 )
 from app.services import imports
+from app.services.templating import campaign_templates, check_templates
 from app.settings import Settings
-from rotator.templates import CompiledTemplates, TemplateError, compile_templates
+from rotator.templates import CompiledTemplates
 
 # Recipients may be added until nothing more will be sent.
 CLOSED_STATUSES = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
@@ -45,11 +46,14 @@ def create_campaign(
     settings: Settings,
     *,
     csv: BinaryIO | None = None,
+    email_column: str | None = None,
 ) -> tuple[Campaign, imports.ImportReport]:
-    """The campaign, its recipients (from `csv`, else `data["recipients"]`) and the check
-    that the templates use only fields the recipients carry. The caller's transaction
-    holds it all: any error leaves nothing behind."""
-    templates = _compile(data["subject"], data["body_text"], data.get("body_html"))
+    """The campaign, its recipients (from `csv`, else `data["recipients"]`) and the
+    template checks of app.services.templating. The caller's transaction holds it all:
+    any error leaves nothing behind."""
+    templates = campaign_templates(
+        settings, data["subject"], data["body_text"], data.get("body_html")
+    )
     if data.get("account_ids"):
         _check_accounts_exist(session, data["account_ids"])
     campaign = Campaign(
@@ -72,11 +76,10 @@ def create_campaign(
         # Recipients may come later (POST .../recipients); start refuses an empty campaign.
         report = imports.ImportReport(0, {"invalid": 0, "duplicate": 0, "suppressed": 0}, [], [])
     else:
-        report = _import(session, campaign, settings, csv=csv, rows=rows)
-    try:
-        templates.check(campaign.field_names)
-    except TemplateError as exc:
-        raise _invalid(exc) from None
+        report = _import(
+            session, campaign, settings, templates, csv=csv, rows=rows, email_column=email_column
+        )
+    check_templates(templates, campaign.field_names, report)
     return campaign, report
 
 
@@ -87,7 +90,10 @@ def add_recipients(
     *,
     csv: BinaryIO | None = None,
     rows: Sequence[Mapping[str, Any]] = (),
+    email_column: str | None = None,
 ) -> imports.ImportReport:
+    """More recipients, checked against the templates as at creation; a template problem
+    these recipients would hit at send time is a 422 and nothing is added."""
     # The importer's lock (FOR NO KEY UPDATE), taken first here: a concurrent cancel or
     # import waits for this one instead of racing it.
     status = session.execute(
@@ -102,7 +108,39 @@ def add_recipients(
         )
     campaign = session.get(Campaign, campaign_id)
     assert campaign is not None
-    return _import(session, campaign, settings, csv=csv, rows=rows)
+    templates = _templates_of(campaign, settings)
+    report = _import(
+        session, campaign, settings, templates, csv=csv, rows=rows, email_column=email_column
+    )
+    check_templates(templates, campaign.field_names, report)
+    return report
+
+
+def import_file(
+    session: Session,
+    campaign_id: int,
+    stream: BinaryIO,
+    settings: Settings,
+    *,
+    email_column: str | None = None,
+) -> imports.ImportReport:
+    """`flask import`: a local CSV file, bounded by import_max_rows only (not by the
+    upload limit import_max_bytes), with the same template checks as the API."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
+    templates = _templates_of(campaign, settings)
+    report = imports.import_csv(
+        session,
+        campaign_id,
+        stream,
+        settings,
+        limit_bytes=False,
+        email_column=email_column,
+        template_fields=templates.variables,
+    )
+    check_templates(templates, campaign.field_names, report)
+    return report
 
 
 def change_status(session: Session, campaign_id: int, action: str) -> dict[str, Any]:
@@ -177,28 +215,25 @@ def _import(
     session: Session,
     campaign: Campaign,
     settings: Settings,
+    templates: CompiledTemplates,
     *,
     csv: BinaryIO | None,
     rows: Sequence[Mapping[str, Any]],
+    email_column: str | None,
 ) -> imports.ImportReport:
     """The importer also adds the new field names to campaign.field_names (they only
-    grow, so a template that was valid stays valid)."""
+    grow, so a template that was valid stays valid), and counts blank values of the
+    fields the templates use."""
+    used = templates.variables
     if csv is not None:
-        return imports.import_csv(session, campaign.id, csv, settings)
-    return imports.import_rows(session, campaign.id, rows, settings)
+        return imports.import_csv(
+            session, campaign.id, csv, settings, email_column=email_column, template_fields=used
+        )
+    return imports.import_rows(session, campaign.id, rows, settings, template_fields=used)
 
 
-def _compile(subject: str, body_text: str, body_html: str | None) -> CompiledTemplates:
-    try:
-        return compile_templates(subject, body_text, body_html)
-    except TemplateError as exc:
-        raise _invalid(exc) from None
-
-
-def _invalid(exc: TemplateError) -> InvalidInput:
-    field = getattr(exc, "field", None)
-    message = getattr(exc, "message", None) or str(exc)
-    return InvalidInput(f"{field}: {message}" if field else message, field=field, code="template")
+def _templates_of(campaign: Campaign, settings: Settings) -> CompiledTemplates:
+    return campaign_templates(settings, campaign.subject, campaign.body_text, campaign.body_html)
 
 
 def _check_accounts_exist(session: Session, account_ids: Sequence[int]) -> None:

@@ -56,6 +56,29 @@ SIGNATURES: Final = {
 EMAIL_HEADERS: Final = frozenset(
     {"email", "emailaddress", "mail", "mailaddress", "emailadresse", "emailadres", "correo"}
 )
+# The same, for CSV headers, accents dropped: what the tools people keep contacts in write
+# (Google Contacts "E-mail 1 - Value", Outlook "E-mail Address", HubSpot and Apollo "Email",
+# Mailchimp and LinkedIn "Email Address") and the usual names in other languages.
+PRIMARY_EMAIL_HEADERS: Final = EMAIL_HEADERS | {
+    "emails", "emailaddresses", "primaryemail", "primaryemailaddress", "emailid",
+    "emailadresa", "adresseemail", "adressemail", "adressecourriel", "courriel",
+    "adresseelectronique", "correoelectronico", "direcciondecorreo",
+    "direcciondecorreoelectronico", "enderecodeemail", "indirizzoemail", "epost",
+    "epostadresse", "epostadress", "sahkoposti", "sahkopostiosoite", "emailcim",
+    "adresemail", "elektronnayapochta", "электроннаяпочта", "почта", "メールアドレス",
+    "電子メール", "电子邮件", "邮箱", "이메일",
+}  # fmt: skip
+# "Secondary Email", "Work Email" ...: an address, but not the one to prefer. Lower wins.
+QUALIFIED_EMAIL_RANKS: Final = {
+    "secondary": 2, "tertiary": 3, "other": 4, "alternate": 4, "alternative": 4,
+    "additional": 4, "backup": 4, "work": 5, "business": 5, "personal": 5, "private": 5,
+    "home": 5,
+}  # fmt: skip
+_NUMBERED_EMAIL = re.compile(r"(?:e?mail|emailaddress)(\d{1,2})(?:value|address|adresse)?")
+_EMAIL_WORDS = ("email", "emailaddress", "mail", "mailaddress")
+MAX_PREAMBLE_ROWS: Final = 5
+MAX_SHOWN_COLUMNS: Final = 30
+
 # Jinja keywords and constants cannot be used as variable names in a template.
 JINJA_RESERVED: Final = frozenset(
     {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none"}
@@ -94,11 +117,84 @@ def field_name(header: str, position: int) -> str:
 
 
 def is_email_header(name: str) -> bool:
+    """The email key of a JSON recipient (a field name): the documented names only."""
     return re.sub(r"[\W_]", "", name) in EMAIL_HEADERS
 
 
-def header_for(cells: list[str], header_row: int) -> Header:
-    """Names for a header row; InvalidInput (field "file") when it cannot be used."""
+def email_rank(header: str) -> int | None:
+    """How surely a CSV header names THE email column: 0 for the primary names ("Email",
+    "E-mail 1 - Value", "Courriel"), higher for second choices ("E-mail 2 Address" is 2,
+    "Secondary Email" 2, "Work Email" 5), None for anything else ("E-mail Type")."""
+    text = unicodedata.normalize("NFKD", header).casefold()
+    key = "".join(c for c in text if c.isalnum() and not unicodedata.combining(c))
+    if key in PRIMARY_EMAIL_HEADERS:
+        return 0
+    numbered = _NUMBERED_EMAIL.fullmatch(key)
+    if numbered:
+        return max(int(numbered.group(1)) - 1, 0) * 2
+    for qualifier, rank in QUALIFIED_EMAIL_RANKS.items():
+        if key.startswith(qualifier) and key[len(qualifier) :] in _EMAIL_WORDS:
+            return rank
+    return None
+
+
+def same_header(a: str, b: str) -> bool:
+    """email_column matching: case-insensitive, after trimming."""
+    return unicodedata.normalize("NFKC", a).strip().casefold() == (
+        unicodedata.normalize("NFKC", b).strip().casefold()
+    )
+
+
+def _shown(cells: list[str]) -> str:
+    shown = ", ".join(repr(c) for c in cells[:MAX_SHOWN_COLUMNS]) or "nothing"
+    if len(cells) > MAX_SHOWN_COLUMNS:
+        shown += f" and {len(cells) - MAX_SHOWN_COLUMNS} more"
+    return shown
+
+
+_CHOOSE = "choose it with the email_column form field (API) or --email-column NAME (CLI)"
+
+
+def _email_index(cells: list[str], email_column: str | None) -> int:
+    if email_column is not None:
+        for i, cell in enumerate(cells):
+            if same_header(cell, email_column):
+                return i
+        raise InvalidInput(
+            f"email_column {email_column!r} is not a column of the file "
+            f"(the header row has {_shown(cells)})",
+            field="email_column",
+        )
+    ranked = [(rank, i) for i, c in enumerate(cells) if (rank := email_rank(c)) is not None]
+    if not ranked:
+        hint = ""
+        if any("@" in c for c in cells):
+            hint = " The first row looks like data: the file needs a header row."
+        raise InvalidInput(
+            f"the file has no email column (the header row has {_shown(cells)}); name it "
+            f"Email or {_CHOOSE}.{hint}",
+            field="file",
+        )
+    best = min(rank for rank, _ in ranked)
+    tied = [i for rank, i in ranked if rank == best]
+    if len(tied) > 1:
+        found = ", ".join(repr(cells[i]) for i in tied)
+        raise InvalidInput(
+            f"more than one email column ({found}); keep one of them or {_CHOOSE}",
+            field="file",
+        )
+    return tied[0]
+
+
+def has_email_column(cells: list[str], email_column: str | None) -> bool:
+    if email_column is not None:
+        return any(same_header(c, email_column) for c in cells)
+    return any(email_rank(c) is not None for c in cells)
+
+
+def header_for(cells: list[str], header_row: int, email_column: str | None = None) -> Header:
+    """Names for a header row; InvalidInput (field "file", or "email_column" for an
+    email_column the header does not have) when it cannot be used."""
     if len(cells) > MAX_COLUMNS:
         raise InvalidInput(
             f"the file has {len(cells)} columns; at most {MAX_COLUMNS} are supported",
@@ -114,29 +210,18 @@ def header_for(cells: list[str], header_row: int) -> Header:
                 field="file",
             )
         seen[name] = cell
-    email_columns = [i for i, name in enumerate(names) if is_email_header(name)]
-    if len(email_columns) > 1:
-        found = ", ".join(repr(cells[i]) for i in email_columns)
-        raise InvalidInput(f"more than one email column ({found}); keep one of them", field="file")
-    if not email_columns:
-        shown = ", ".join(repr(c) for c in cells[:10]) or "nothing"
-        hint = ""
-        if any("@" in c for c in cells):
-            hint = " The first row looks like data: the file needs a header row."
-        raise InvalidInput(
-            "the file has no email column; name it Email, E-mail or Email Address "
-            f"(the header row has {shown}).{hint}",
-            field="file",
-        )
-    return Header(names, email_columns[0], header_row)
+    return Header(names, _email_index(cells, email_column), header_row)
 
 
 class CsvSource:
     """Reads one CSV upload. Iterate `rows()` once, after `read_header()`."""
 
-    def __init__(self, stream: BinaryIO, *, max_bytes: int) -> None:
+    def __init__(
+        self, stream: BinaryIO, *, max_bytes: int | None, email_column: str | None = None
+    ) -> None:
         self.stream = stream
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # None: a local file (the CLI), bounded by rows only
+        self.email_column = email_column
         self.bytes_read = 0
         self.delimiter = ","
         self._records: Iterator[list[str]] | None = None
@@ -157,10 +242,26 @@ class CsvSource:
             raise InvalidInput("the file is empty", field="file")
         self.delimiter = sniff_delimiter(sample)
         self._records = csv.reader(_chain(sample, lines), delimiter=self.delimiter)
-        for cells in self._iter_records():
-            if _is_blank(cells):
+        first: tuple[list[str], int] | None = None
+        skipped = 0
+        for raw in self._iter_records():
+            if _is_blank(raw):
                 continue
-            return header_for([c.strip() for c in cells], self._row)
+            cells = [c.strip() for c in raw]
+            first = first or (cells, self._row)
+            # LinkedIn's Connections.csv opens with "Notes:" and a quoted paragraph: rows
+            # of one cell before the real header are skipped (never data: data rows come
+            # after a header).
+            if (
+                sum(bool(c) for c in cells) <= 1
+                and skipped < MAX_PREAMBLE_ROWS
+                and not has_email_column(cells, self.email_column)
+            ):
+                skipped += 1
+                continue
+            return header_for(cells, self._row, self.email_column)
+        if first is not None:
+            return header_for(*first, self.email_column)
         raise InvalidInput("the file is empty", field="file")
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
@@ -194,13 +295,18 @@ class CsvSource:
             yield cells
 
     def _refuse_known_oversize(self) -> None:
+        if self.max_bytes is None:
+            return
         size = _known_size(self.stream)
         if size is not None and size > self.max_bytes:
             raise self._too_large()
 
     def _too_large(self) -> PayloadTooLarge:
+        assert self.max_bytes is not None
         return PayloadTooLarge(
-            f"the file is larger than the import limit of {_megabytes(self.max_bytes)}",
+            f"the file is larger than the import limit of {_megabytes(self.max_bytes)} for "
+            "uploads (IMPORT_MAX_BYTES); `flask --app app import CAMPAIGN_ID FILE.csv` "
+            "imports a bigger local file (bounded by IMPORT_MAX_ROWS only)",
             field="file",
         )
 
@@ -241,7 +347,7 @@ class CsvSource:
     def _read(self) -> bytes:
         chunk = self.stream.read(BLOCK_SIZE)
         self.bytes_read += len(chunk)
-        if self.bytes_read > self.max_bytes:
+        if self.max_bytes is not None and self.bytes_read > self.max_bytes:
             raise self._too_large()
         return chunk
 
@@ -280,6 +386,9 @@ def sniff_delimiter(lines: list[str]) -> str:
             rows = [r for r in csv.reader(lines, delimiter=delimiter) if not _is_blank(r)]
         except csv.Error:
             continue
+        # A preamble of one-cell rows (LinkedIn's "Notes:") says nothing about the dialect.
+        while len(rows) > 1 and len(rows[0]) == 1:
+            rows = rows[1:]
         if not rows:
             continue
         widths = [len(r) for r in (rows[:-1] if len(rows) > 1 else rows)]

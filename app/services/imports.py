@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
@@ -51,6 +51,13 @@ from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.models import Campaign, CampaignStatus, Event, EventType
 from app.services.addresses import AddressValidator, ValidAddress
 from app.services.csv_reader import CsvSource, Header, field_name, is_email_header
+from app.services.import_fields import (
+    FieldsSql,
+    blank_counts,
+    csv_fields,
+    json_fields,
+    sample_rows,
+)
 from app.services.staging import Staging
 from app.settings import Settings
 
@@ -65,8 +72,6 @@ WORK_MEM: Final = "128MB"
 _NULL: Final = "\\N"
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
-# Whitespace trimmed from CSV cells by PostgreSQL when it builds the fields.
-_TRIM: Final = " \t\r\n\u00a0"
 
 
 @dataclass
@@ -82,28 +87,54 @@ class ImportReport:
     rejected: dict[str, int]  # exactly "invalid", "duplicate", "suppressed"
     errors: list[RowError]  # the first settings.import_error_limit, by row
     field_names: list[str]  # every field name this import saw, sorted
+    # Fields the templates use -> how many imported recipients have no value for them.
+    blank_fields: dict[str, int] = field(default_factory=dict)
+    # (row, fields) of the first imported rows, when the templates use fields.
+    samples: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "imported": self.imported,
             "rejected": dict(self.rejected),
             "errors": [{"row": e.row, "email": e.email, "reason": e.reason} for e in self.errors],
+            "warnings": {"blank_fields": dict(self.blank_fields), "messages": self.warnings()},
         }
+
+    def warnings(self) -> list[str]:
+        return [
+            f"{n:,} of {self.imported:,} imported recipients have no value for {name!r}, "
+            f"which the templates use: it renders as an empty string for them (write "
+            f'{{{{ {name} | default("...") }}}} for a fallback)'
+            for name, n in self.blank_fields.items()
+        ]
 
 
 def import_csv(
-    session: Session, campaign_id: int, stream: BinaryIO, settings: Settings
+    session: Session,
+    campaign_id: int,
+    stream: BinaryIO,
+    settings: Settings,
+    *,
+    limit_bytes: bool = True,
+    email_column: str | None = None,
+    template_fields: Collection[str] = (),
 ) -> ImportReport:
     """Adds the CSV's valid rows to the campaign as pending recipients.
 
+    `limit_bytes=False` for a local file (the CLI): only import_max_rows applies. The
+    email column is `email_column` (a header name, case-insensitive) or the one
+    csv_reader recognises. `template_fields` are counted for blank values.
+
     :raises NotFound: no such campaign (field "campaign").
     :raises InvalidInput: the campaign is completed or cancelled (field "campaign"); the
-        file is empty, header-only, binary, has no or two email columns, or two columns
-        that become one field name (field "file").
+        file is empty, header-only, binary, has no or two equally likely email columns,
+        or two columns that become one field name (field "file"); no column is
+        `email_column` (field "email_column").
     :raises PayloadTooLarge: over import_max_bytes or import_max_rows (field "file").
     """
     _lock_campaign(session, campaign_id)
-    source = CsvSource(stream, max_bytes=settings.import_max_bytes)
+    max_bytes = settings.import_max_bytes if limit_bytes else None
+    source = CsvSource(stream, max_bytes=max_bytes, email_column=email_column)
     header = source.read_header()
     tally = _Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
@@ -111,8 +142,7 @@ def import_csv(
     staging.copy(_csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
     if tally.rows == 0:
         raise InvalidInput("the file has a header row but no data rows", field="file")
-    fields_sql = _csv_fields_sql(header)
-    report = _finish(session, campaign_id, staging, tally, fields_sql, header.field_names)
+    report = _finish(session, campaign_id, staging, tally, csv_fields(header), template_fields)
     log.info(
         "import.csv",
         extra={
@@ -132,11 +162,14 @@ def import_rows(
     campaign_id: int,
     rows: Iterable[Mapping[str, Any]],
     settings: Settings,
+    *,
+    template_fields: Collection[str] = (),
 ) -> ImportReport:
     """Adds JSON recipients `[{email, ...fields}]`; row numbers are 1-based list positions.
 
     Keys are normalised like CSV headers ("First Name" -> first_name). Field values
-    must be strings, numbers, booleans or null; empty strings and nulls are left out.
+    must be strings, numbers, booleans or null; null is stored as "", and a key that
+    other recipients of the list have is "" for those without it.
 
     :raises NotFound, InvalidInput: as import_csv, but the field for bad rows is
         "recipients" (not an object, two keys that become one name, a nested value).
@@ -150,7 +183,7 @@ def import_rows(
     staging.copy(_json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
     if tally.rows == 0:
         raise InvalidInput("no recipients given", field="recipients")
-    return _finish(session, campaign_id, staging, tally, "s.fields", sorted(names))
+    return _finish(session, campaign_id, staging, tally, json_fields(names), template_fields)
 
 
 @dataclass
@@ -264,7 +297,7 @@ def _json_copy_lines(
         if isinstance(address, str):
             tally.reject(row_no, raw, address)
             continue
-        kept = {k: v for k, v in fields.items() if v is not None and v != ""}
+        kept = {k: "" if v is None else v for k, v in fields.items()}
         document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
         # json.dumps escapes every control character; only its backslashes need COPY escapes.
         yield f"{row_no}\t{_address_columns(address)}\t{document.replace(chr(92), chr(92) * 2)}\n"
@@ -329,21 +362,6 @@ def _address_columns(address: ValidAddress) -> str:
     return f"{address.email}\t{address.domain}\t{address.ascii_domain}\t{ascii_email}"
 
 
-def _csv_fields_sql(header: Header) -> str:
-    """JSONB of a staged CSV row's non-empty, trimmed cells under their field names."""
-    columns = [f"c{i + 1}" for i in range(len(header.names)) if i != header.email_index]
-    if not columns:
-        return "'{}'::jsonb"
-    names = ", ".join(_sql_literal(header.names[int(c[1:]) - 1]) for c in columns)
-    values = ", ".join(f"NULLIF(btrim(s.{c}, {_sql_literal(_TRIM)}), '')" for c in columns)
-    return f"jsonb_strip_nulls(jsonb_object(ARRAY[{names}]::text[], ARRAY[{values}]::text[]))"
-
-
-def _sql_literal(value: str) -> str:
-    # Field names come from the file: quoted as standard SQL literals, never interpolated raw.
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _shown(email: str | None) -> str | None:
     if email is None or len(email) <= ERROR_EMAIL_CHARS:
         return email
@@ -355,10 +373,11 @@ def _finish(
     campaign_id: int,
     staging: Staging,
     tally: _Tally,
-    fields_sql: str,
-    field_names: list[str],
+    fields: FieldsSql,
+    template_fields: Collection[str],
 ) -> ImportReport:
     """Steps 4-6 of the module docstring, on the staged valid rows."""
+    fields_sql, field_names = fields.sql, fields.names
     stg, rej = staging.table, staging.rejected
     execute = session.execute
     execute(text(f"ANALYZE {stg}"))
@@ -414,6 +433,8 @@ def _finish(
         ),
         {"campaign_id": campaign_id},
     ).rowcount
+    blank = blank_counts(session, staging, fields, template_fields, inserted)
+    samples = sample_rows(session, staging, fields) if template_fields else []
     staging.drop()
 
     duplicate = counts.get("duplicate", 0)
@@ -439,7 +460,7 @@ def _finish(
         )
     )
     errors = sorted(tally.errors + rejected_errors, key=lambda e: e.row)[: tally.error_limit]
-    return ImportReport(inserted, rejected, errors, sorted(field_names))
+    return ImportReport(inserted, rejected, errors, sorted(field_names), blank, samples)
 
 
 def _expire_campaign(session: Session, campaign_id: int) -> None:

@@ -31,6 +31,7 @@ from app.crypto import SecretBox
 from app.extensions import db
 from app.models import Account, AccountStatus, Campaign
 from app.services.limits import LimitTable, account_day_window, load_limits
+from app.services.templating import recipient_context, template_limits
 from app.services.unsubscribe import UnsubscribeTokens
 from app.settings import Settings
 from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
@@ -359,9 +360,14 @@ class _Sender:
         campaign = self.campaign(sent.campaign_id)
         token = self.tokens.token(sent.recipient_id)
         unsubscribe_url = f"{self.settings.public_base_url}/u/{token}"
-        templates = compiled_for(campaign.subject, campaign.body_text, campaign.body_html)
+        templates = compiled_for(
+            campaign.subject,
+            campaign.body_text,
+            campaign.body_html,
+            limits=template_limits(self.settings),
+        )
         rendered = templates.render(
-            {**claimed.fields, "email": sent.email, "unsubscribe_url": unsubscribe_url}
+            recipient_context(campaign.field_names, claimed.fields, sent.email, unsubscribe_url)
         )
         return build_message(
             MessageSpec(

@@ -155,6 +155,12 @@ class CampaignCreateSchema(CampaignFieldsSchema):
     recipients = RecipientRows(load_default=list)
 
 
+EMAIL_COLUMN_DOC = (
+    "the header of the column that holds the addresses (case-insensitive), when the "
+    "importer does not recognise it or finds several"
+)
+
+
 class CampaignUploadSchema(ma.Schema):
     """multipart/form-data: the CSV in `file`, the other fields as form fields."""
 
@@ -173,6 +179,7 @@ class CampaignUploadSchema(ma.Schema):
     account_ids = fields.String(metadata={"description": "comma-separated, or the field repeated"})
     window = fields.String(metadata={"description": "the window object as a JSON string"})
     daily_cap = fields.Integer()
+    email_column = fields.String(metadata={"description": EMAIL_COLUMN_DOC})
 
 
 # Form fields that may hold several values (repeated or comma-separated).
@@ -215,6 +222,7 @@ class RecipientsAddSchema(ma.Schema):
 
 class RecipientsUploadSchema(ma.Schema):
     file = Upload(required=True, metadata={"description": "the recipients as CSV"})
+    email_column = fields.String(metadata={"description": EMAIL_COLUMN_DOC})
 
 
 class RejectedSchema(ma.Schema):
@@ -233,6 +241,19 @@ class ImportErrorSchema(ma.Schema):
     reason = fields.String(required=True)
 
 
+class ImportWarningsSchema(ma.Schema):
+    blank_fields = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={
+            "description": "for each field the templates use, how many imported recipients "
+            "have no value (they get an empty string); fields with none are left out"
+        },
+    )
+    messages = fields.List(fields.String(), required=True)
+
+
 class ImportReportSchema(ma.Schema):
     imported = fields.Integer(required=True)
     rejected = fields.Nested(RejectedSchema, required=True)
@@ -241,6 +262,7 @@ class ImportReportSchema(ma.Schema):
         required=True,
         metadata={"description": "why rows were rejected (the first ones, up to a limit)"},
     )
+    warnings = fields.Nested(ImportWarningsSchema, required=True)
 
 
 class CampaignCreatedSchema(ImportReportSchema):
