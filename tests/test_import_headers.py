@@ -15,7 +15,7 @@ from app.db import unit_of_work
 from app.errors import InvalidInput
 from app.extensions import db
 from app.models import Recipient
-from app.services.csv_reader import email_rank
+from app.services.csv_headers import email_rank
 from app.services.imports import import_csv
 from tests.test_cli import flask_cli
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.services.csv_reader import Header
+from app.services.csv_headers import Header
 from app.services.staging import Staging
 
 # Whitespace trimmed from CSV cells by PostgreSQL when it builds the fields.

@@ -50,7 +50,8 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.models import Campaign, CampaignStatus, Event, EventType
 from app.services.addresses import AddressValidator, ValidAddress
-from app.services.csv_reader import CsvSource, Header, field_name, is_email_header
+from app.services.csv_headers import Header, field_name, is_email_header
+from app.services.csv_reader import CsvSource
 from app.services.import_fields import (
     FieldsSql,
     blank_counts,
