@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from redis import Redis
 from sqlalchemy import select
 
@@ -259,6 +260,46 @@ def test_pause_until_a_past_time_is_refused(api, factory):
     response = api.post(
         f"/api/v1/accounts/{account.id}/pause", json={"until": "2001-01-01T00:00:00Z"}
     )
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "until"
+
+
+@pytest.mark.parametrize(
+    ("offset", "message"),
+    [("+22:41", "15:59"), ("+16:00", "15:59"), ("-16:00", "15:59"), ("+05:60", "15:59")],
+)
+def test_pause_until_an_offset_postgresql_cannot_store_is_refused(api, factory, offset, message):
+    account = factory.create_account()
+    soon = (datetime.now(UTC) + timedelta(days=2)).replace(tzinfo=None, microsecond=0)
+    response = api.post(
+        f"/api/v1/accounts/{account.id}/pause", json={"until": soon.isoformat() + offset}
+    )
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["field"] == "until" and message in error["message"]
+
+
+@pytest.mark.parametrize("offset", ["+15:59", "-15:59", "+05:30", "Z", ""])
+def test_pause_until_is_stored_in_utc_and_a_naive_time_is_utc(api, factory, session, offset):
+    account = factory.create_account()
+    soon = (datetime.now(UTC) + timedelta(days=2)).replace(tzinfo=None, microsecond=0)
+    response = api.post(
+        f"/api/v1/accounts/{account.id}/pause", json={"until": soon.isoformat() + offset}
+    )
+    assert response.status_code == 200, response.get_json()
+    expected = datetime.fromisoformat(soon.isoformat() + (offset or "Z")).astimezone(UTC)
+    until = datetime.fromisoformat(response.get_json()["paused_until"])
+    assert until == expected and until.utcoffset() == timedelta(0)
+    session.expire_all()
+    assert session.get(Account, account.id).paused_until == expected
+
+
+@pytest.mark.parametrize(
+    "until", ["2099-01-01T00:00:00Z", "9999-12-31T23:59:59-15:59", "0001-01-01T00:00:00+15:59"]
+)
+def test_pause_until_far_ahead_or_out_of_range_is_refused(api, factory, until):
+    account = factory.create_account()
+    response = api.post(f"/api/v1/accounts/{account.id}/pause", json={"until": until})
     assert response.status_code == 422
     assert response.get_json()["error"]["field"] == "until"
 

@@ -10,22 +10,46 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from app.api import require_json_body
 from app.api.errors import error_responses
+from app.api.schemas.common import INT4_MAX, StrictInteger
 from app.db import unit_of_work
-from app.services.limit_overrides import delete_override, effective_limits, set_override
+from app.models import SCOPES
+from app.services.limit_overrides import (
+    KEY_MAX,
+    delete_override,
+    effective_limits,
+    set_override,
+)
 from rotator.limiter import Limiter
 
 blp = Blueprint("limits", __name__, description="Rate limits in force per scope, and overrides")
 blp.before_request(require_json_body)
 
-SCOPE_NAMES = ["system", "account", "sending_domain", "recipient_domain"]
+SCOPE_NAMES = list(SCOPES)
+# The path parameters as the server checks them (app.services.limit_overrides).
+PATH_PARAMETERS = [
+    {
+        "in": "path",
+        "name": "scope",
+        "required": True,
+        "schema": {"type": "string", "enum": SCOPE_NAMES},
+    },
+    {
+        "in": "path",
+        "name": "key",
+        "required": True,
+        "description": "`*` for system; the account id; a domain; or, for a freemail "
+        "sending domain, an account's address",
+        "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX},
+    },
+]
 
 
 class OverrideInSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    per_minute = fields.Integer(allow_none=True, validate=validate.Range(min=0))
-    per_day = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    per_minute = StrictInteger(allow_none=True, validate=validate.Range(0, INT4_MAX))
+    per_day = StrictInteger(allow_none=True, validate=validate.Range(0, INT4_MAX))
 
 
 class OverrideOutSchema(Schema):
@@ -80,7 +104,7 @@ def list_limits() -> dict[str, Any]:
         return effective_limits(session, current_app.extensions["settings"], limiter)
 
 
-@blp.route("/<string:scope>/<path:key>", methods=["PUT"])
+@blp.route("/<string:scope>/<path:key>", methods=["PUT"], parameters=PATH_PARAMETERS)
 @blp.arguments(OverrideInSchema)
 @blp.response(200, OverrideOutSchema)
 @error_responses(blp, 400, 401, 404, 415, 422)
@@ -96,7 +120,7 @@ def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
         )
 
 
-@blp.route("/<string:scope>/<path:key>", methods=["DELETE"])
+@blp.route("/<string:scope>/<path:key>", methods=["DELETE"], parameters=PATH_PARAMETERS)
 @blp.response(204)
 @error_responses(blp, 401, 404, 422)
 def delete_limit(scope: str, key: str) -> None:

@@ -14,11 +14,15 @@ from app.services.limits import DAY, MINUTE, SYSTEM_KEY, Limit, LimitTable, load
 from app.settings import Settings
 from rotator.limiter import Limiter, Scope, Window
 
+KEY_MAX = 320  # limits.key is varchar(320)
+
 
 def _check_key(scope: str, key: str, settings: Settings) -> str:
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", field="scope")
     key = key.strip().lower()
+    if not key or len(key) > KEY_MAX or "\x00" in key:
+        raise InvalidInput(f"key must be 1 to {KEY_MAX} characters, without NUL", field="key")
     if scope == "system":
         if key not in ("*", "", "system"):
             raise InvalidInput("the system scope has the single key '*'", field="key")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 
 from app.api.schemas.common import (
     INT4_MAX,
+    BoundedDateTime,
     EmailAddress,
     StrictBoolean,
     StrictInteger,
@@ -17,8 +18,11 @@ from app.api.schemas.common import (
     dedupe,
 )
 from app.models import AccountStatus
+from rotator.providers import REGISTRY
 
 SECURITY = ("starttls", "tls", "none")
+# A longer pause is an account to disable or delete, not to pause.
+PAUSE_MAX_AHEAD = timedelta(days=366)
 
 
 class AccountFieldsSchema(ma.Schema):
@@ -70,7 +74,9 @@ class AccountFieldsSchema(ma.Schema):
 class AccountCreateSchema(AccountFieldsSchema):
     name = Text(required=True, single_line=True, strip=True, validate=validate.Length(1, 200))
     provider = fields.String(
-        required=True, metadata={"description": "gmail, sendgrid, smtp2go, postfix or smtp"}
+        required=True,
+        validate=validate.OneOf(list(REGISTRY)),
+        metadata={"description": "the preset: " + ", ".join(REGISTRY)},
     )
     email = EmailAddress(required=True)
     warmup = StrictBoolean(load_default=True)
@@ -92,9 +98,10 @@ class PauseSchema(ma.Schema):
     reason = Text(
         validate=validate.Length(1, 500), metadata={"description": 'default "paused by operator"'}
     )
-    until = fields.AwareDateTime(
+    until = BoundedDateTime(
         allow_none=True,
-        default_timezone=UTC,
+        future=True,
+        max_ahead=PAUSE_MAX_AHEAD,
         metadata={"description": "resume by itself after this time (the health check resumes it)"},
     )
 

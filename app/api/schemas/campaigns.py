@@ -65,7 +65,8 @@ class WindowSchema(ma.Schema):
 RECIPIENT_ITEM_DOC = {
     "type": "object",
     "required": ["email"],
-    "properties": {"email": {"type": "string", "maxLength": 320}},
+    # Longer addresses are rejected rows of the import report (app.services.addresses).
+    "properties": {"email": {"type": "string", "maxLength": 254}},
     "additionalProperties": {
         "description": "a custom field for the templates",
         "anyOf": [{"type": "string", "nullable": True}, {"type": "number"}, {"type": "boolean"}],

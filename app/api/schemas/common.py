@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 INT4_MAX = 2**31 - 1
+EMAIL_MAX = 254  # RFC 5321's path limit (256 with the brackets); the importer's too
 BIGINT_MAX = 2**63 - 1
 PAGE_LIMIT_DEFAULT = 100
 PAGE_LIMIT_MAX = 1000
@@ -49,7 +52,8 @@ class EmailAddress(Text):
     mailbox owner's business)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("validate", [validate.Length(max=320), validate.Email()])
+        kwargs.setdefault("validate", [validate.Length(max=EMAIL_MAX), validate.Email()])
+        kwargs["metadata"] = {"format": "email", **kwargs.get("metadata", {})}
         super().__init__(single_line=True, strip=True, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -77,6 +81,58 @@ class StrictBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
         return value
+
+
+# PostgreSQL's timestamptz takes UTC offsets up to 15:59 either way (real ones are within
+# -12:00 .. +14:00); a wider one used to reach the database and fail there as a 500.
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+DATE_TIME_PATTERN = (
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+    r"(Z|z|[+-](0\d|1[0-5]):[0-5]\d)?$"
+)
+_DATE_TIME = re.compile(DATE_TIME_PATTERN)
+
+
+class BoundedDateTime(fields.AwareDateTime):
+    """An ISO 8601 date-time the database can store, loaded as UTC. An offset beyond
+    +-15:59 is refused; a value without an offset is taken as UTC. `future` requires a
+    moment after now; `max_ahead` bounds how far ahead it may be."""
+
+    def __init__(
+        self, *, future: bool = False, max_ahead: timedelta | None = None, **kwargs: Any
+    ) -> None:
+        bounds = "; taken as UTC when it has no offset; UTC offsets within +-15:59"
+        if future:
+            bounds += "; must be in the future"
+        if max_ahead is not None:
+            bounds += f"; at most {max_ahead.days} days ahead"
+        metadata = dict(kwargs.pop("metadata", {}))
+        metadata["description"] = (metadata.get("description", "") + bounds).lstrip("; ")
+        metadata.setdefault("pattern", DATE_TIME_PATTERN)
+        super().__init__(default_timezone=UTC, metadata=metadata, **kwargs)
+        self.future = future
+        self.max_ahead = max_ahead
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+            raise ma.ValidationError(
+                "must be an ISO 8601 date-time like 2030-01-31T09:00:00Z "
+                "(offset optional, within +-15:59)"
+            )
+        moment: datetime = super()._deserialize(value, attr, data, **kwargs)
+        offset = moment.utcoffset() or timedelta(0)
+        if abs(offset) > MAX_UTC_OFFSET:
+            raise ma.ValidationError("the UTC offset must be within -15:59 and +15:59")
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:
+            raise ma.ValidationError("is out of range") from None
+        now = datetime.now(UTC)
+        if self.future and moment <= now:
+            raise ma.ValidationError("must be in the future")
+        if self.max_ahead is not None and moment > now + self.max_ahead:
+            raise ma.ValidationError(f"must be at most {self.max_ahead.days} days ahead")
+        return moment
 
 
 def encode_cursor(last_id: int) -> str:

@@ -7,8 +7,11 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.api.schemas.common import PageQuerySchema, PageSchema, Text
+from app.api.schemas.common import EMAIL_MAX, PageQuerySchema, PageSchema, Text
 from app.models import SuppressionKind, SuppressionReason
+
+# The longest domain an address can have: "a@" plus it within EMAIL_MAX.
+DOMAIN_MAX = EMAIL_MAX - 2
 
 
 class SuppressionCreateSchema(ma.Schema):
@@ -16,13 +19,13 @@ class SuppressionCreateSchema(ma.Schema):
     email = Text(
         single_line=True,
         strip=True,
-        validate=validate.Length(1, 320),
-        metadata={"description": "suppress one address (give email or domain)"},
+        validate=validate.Length(1, EMAIL_MAX),
+        metadata={"description": "suppress one address (give email or domain)", "format": "email"},
     )
     domain = Text(
         single_line=True,
         strip=True,
-        validate=validate.Length(1, 253),
+        validate=validate.Length(1, DOMAIN_MAX),
         metadata={"description": "suppress every address at a domain"},
     )
     reason = fields.String(
