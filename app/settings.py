@@ -28,6 +28,13 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
+# The network steps one message may wait on, each bounded by SMTP_TIMEOUT_SECONDS: the idle
+# probe (NOOP) and MAIL on a reused connection the server dropped, then the reconnect
+# (connect, greeting, EHLO, STARTTLS, TLS handshake, EHLO, AUTH in up to three round trips),
+# MAIL, RCPT, DATA, the message bytes and the reply to the final dot.
+SMTP_STEPS_PER_MESSAGE = 16
+
+
 class SettingsError(SystemExit):
     """Raised at start-up when the environment is missing or malformed."""
 
@@ -77,9 +84,14 @@ class Settings(BaseSettings):
     failures_before_pause: int = Field(3, ge=1)
     failure_pause_seconds: int = Field(86400, ge=60)
     policy_pause_seconds: int = Field(86400, ge=60)
-    send_lease_seconds: int = Field(300, ge=1)
+    # Only for `sending` rows with no recorded holder (written by an older version): a held
+    # row is judged by its holder's heartbeat, never by its age.
+    send_lease_seconds: int = Field(600, ge=1)
+    # Only for `queued` rows no send process has started on (the task is still in the broker).
     queued_stale_seconds: int = Field(300, ge=1)
-    recovery_interval_seconds: float = Field(60, gt=0)
+    recovery_interval_seconds: float = Field(15, gt=0)
+    heartbeat_interval_seconds: float = Field(5, gt=0, le=300)
+    heartbeat_ttl_seconds: float = Field(15, gt=0, le=3600)
     alert_dedup_seconds: int = Field(3600, ge=0)
     # The mailto part of List-Unsubscribe, only for a mailbox the operator owns; unset: none.
     unsubscribe_mailbox: str | None = None
@@ -184,6 +196,25 @@ class Settings(BaseSettings):
             raise ValueError("PUBLIC_BASE_URL must be https:// in production (RFC 8058)")
         return self
 
+    @model_validator(mode="after")
+    def _timings_agree(self) -> Settings:
+        # A heartbeat that may expire between two refreshes would declare a live send lost.
+        if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                f"HEARTBEAT_TTL_SECONDS ({self.heartbeat_ttl_seconds:g}) must be at least twice "
+                f"HEARTBEAT_INTERVAL_SECONDS ({self.heartbeat_interval_seconds:g})"
+            )
+        # One message may legitimately take this long before any timeout fires; a shorter
+        # lease would call a send that is still running lost.
+        needed = self.smtp_timeout_seconds * SMTP_STEPS_PER_MESSAGE
+        if self.send_lease_seconds < needed:
+            raise ValueError(
+                f"SEND_LEASE_SECONDS ({self.send_lease_seconds}) must be at least "
+                f"SMTP_TIMEOUT_SECONDS ({self.smtp_timeout_seconds:g}) x "
+                f"{SMTP_STEPS_PER_MESSAGE} steps of one message = {needed:g}"
+            )
+        return self
+
     def is_freemail(self, domain: str) -> bool:
         return domain in self.freemail_domains
 
@@ -195,7 +226,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "?"
             problem = "is required" if err["type"] == "missing" else err["msg"]
-            lines.append(f"  {name}: {problem}")
+            if not err["loc"]:  # a rule across variables: its message names them
+                lines.append(f"  {problem.removeprefix('Value error, ')}")
+                continue
+            lines.append(f"  {str(err['loc'][0]).upper()}: {problem}")
         raise SettingsError("Sendfleet configuration error:\n" + "\n".join(lines)) from None

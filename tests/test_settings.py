@@ -90,3 +90,96 @@ def test_settings_are_frozen(env):
     with pytest.raises(ValueError, match="frozen"):
         settings.limit_system_per_minute = 5  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+TIMING_VARS = (
+    "SEND_LEASE_SECONDS",
+    "QUEUED_STALE_SECONDS",
+    "RECOVERY_INTERVAL_SECONDS",
+    "SMTP_TIMEOUT_SECONDS",
+    "HEARTBEAT_INTERVAL_SECONDS",
+    "HEARTBEAT_TTL_SECONDS",
+)
+
+
+@pytest.fixture
+def timing_env(env):
+    for key in TIMING_VARS:
+        env.delenv(key, raising=False)
+    return env
+
+
+def test_default_timings_recover_a_dead_holder_within_a_minute(timing_env):
+    settings = load_settings()
+    assert (settings.heartbeat_interval_seconds, settings.heartbeat_ttl_seconds) == (5, 15)
+    assert settings.recovery_interval_seconds == 15
+    # Key expired one TTL after the last beat, seen missing on the next pass, confirmed on
+    # the one after (at least two beats later): TTL + 2 passes.
+    assert 2 * settings.heartbeat_interval_seconds <= settings.recovery_interval_seconds
+    assert settings.heartbeat_ttl_seconds + 2 * settings.recovery_interval_seconds <= 60
+    # The lease (rows of older versions only) covers a whole message at the SMTP timeouts.
+    assert (settings.send_lease_seconds, settings.smtp_timeout_seconds) == (600, 30)
+    assert settings.queued_stale_seconds == 300
+
+
+@pytest.mark.parametrize(
+    ("values", "names"),
+    [
+        ({"SEND_LEASE_SECONDS": "300"}, ["SEND_LEASE_SECONDS", "SMTP_TIMEOUT_SECONDS"]),
+        ({"SMTP_TIMEOUT_SECONDS": "60"}, ["SEND_LEASE_SECONDS", "SMTP_TIMEOUT_SECONDS"]),
+        (
+            {"HEARTBEAT_TTL_SECONDS": "5"},
+            ["HEARTBEAT_TTL_SECONDS", "HEARTBEAT_INTERVAL_SECONDS"],
+        ),
+        (
+            {"HEARTBEAT_INTERVAL_SECONDS": "10", "HEARTBEAT_TTL_SECONDS": "15"},
+            ["HEARTBEAT_TTL_SECONDS", "HEARTBEAT_INTERVAL_SECONDS"],
+        ),
+    ],
+)
+def test_timings_that_contradict_each_other_stop_start_up_naming_them(timing_env, values, names):
+    for key, value in values.items():
+        timing_env.setenv(key, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    for name in names:
+        assert name in str(raised.value)
+    assert "?" not in str(raised.value)
+
+
+def test_timings_that_agree_are_accepted(timing_env):
+    timing_env.setenv("SMTP_TIMEOUT_SECONDS", "10")
+    timing_env.setenv("SEND_LEASE_SECONDS", "160")  # 10 s x 16 steps
+    timing_env.setenv("HEARTBEAT_INTERVAL_SECONDS", "2")
+    timing_env.setenv("HEARTBEAT_TTL_SECONDS", "4")
+    settings = load_settings()
+    assert (settings.send_lease_seconds, settings.heartbeat_ttl_seconds) == (160, 4)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["flask", "--app", "app", "keys", "list"],
+        ["celery", "-A", "worker", "worker", "--pool", "solo"],
+    ],
+)
+def test_contradicting_timings_stop_the_cli_and_the_worker(settings_env, command):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in TIMING_VARS},
+        **settings_env,
+        "SMTP_TIMEOUT_SECONDS": "60",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SEND_LEASE_SECONDS (600) must be at least SMTP_TIMEOUT_SECONDS (60)" in result.stderr

@@ -30,7 +30,7 @@ E2E_ENV = {
     "RECOVERY_INTERVAL_SECONDS": "1",
     "RETRY_DELAYS_SECONDS": "1,1,1",
     "QUEUED_STALE_SECONDS": "30",
-    "SEND_LEASE_SECONDS": "30",
+    "SEND_LEASE_SECONDS": "80",  # the least SMTP_TIMEOUT_SECONDS allows (5 s x 16 steps)
     "SMTP_TIMEOUT_SECONDS": "5",
     "LIMIT_SYSTEM_PER_MINUTE": "100000",
     "LIMIT_ACCOUNT_PER_MINUTE": "100000",
@@ -114,9 +114,18 @@ class Stack:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
 
-def make_stack(settings_env: dict[str, str], workdir: Path, **overrides: str) -> Stack:
+def make_stack(
+    settings_env: dict[str, str],
+    workdir: Path,
+    *,
+    defaults: tuple[str, ...] = (),
+    **overrides: str,
+) -> Stack:
+    """`defaults`: settings left unset, so the processes run with their shipped defaults."""
     redis.Redis.from_url(BROKER_URL).flushdb()
     env = {**os.environ, **settings_env, **E2E_ENV, **overrides}
+    for name in defaults:
+        env.pop(name, None)
     return Stack(env, workdir)
 
 
