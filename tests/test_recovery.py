@@ -1,4 +1,7 @@
-"""Recovery: lost tasks go back to pending, lost outcomes become unknown, pauses end."""
+"""Recovery: lost tasks go back to pending, lost outcomes become unknown, pauses end.
+
+These rows have no recorded holder (tasks that never started, rows of an older version), so
+the age rules apply; rows with a holder are judged by its heartbeat (test_recovery_holders)."""
 
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ from app.extensions import db
 from app.models import Account, Event, Recipient
 from rotator.limiter import Limiter
 from tests.pipeline import dispatch
+from worker.jobs.heartbeat import Liveness
 from worker.jobs.recovery import recover
 
 
-def _recover(app, now=None):
+def _recover(app, now=None, settings=None):
+    settings = settings or app.extensions["settings"]
+    redis = app.extensions["redis"]
     with app.app_context(), unit_of_work() as session:
         return recover(
             session,
-            Limiter(app.extensions["redis"]),
-            app.extensions["settings"],
+            Limiter(redis),
+            Liveness(redis, settings),
+            settings,
             now=now or datetime.now(UTC),
         )
 

@@ -68,11 +68,18 @@ def celery_init_app(app: Flask) -> Celery:
 
         with app.app_context():
             db.engine.dispose(close=False)
+        # The heartbeat thread beats from the start, whatever the tasks do (worker/jobs/
+        # heartbeat.py); the send path would also start it on its first claim.
+        from worker.jobs.heartbeat import ensure_beating
+
+        ensure_beating(app.extensions["settings"])
 
     @worker_process_shutdown.connect(weak=False)
     def _close_connections(**_: object) -> None:
+        from worker.jobs.heartbeat import stop_beating
         from worker.jobs.send import smtp_pool
 
         smtp_pool().close_all()
+        stop_beating()  # a clean exit holds nothing: no need to wait for the TTL
 
     return celery

@@ -60,11 +60,13 @@ CLAIM_DUE = text(
 
 # The rows are locked by CLAIM_DUE in this transaction, so the status guard is a belt to
 # the braces of SKIP LOCKED: a row can only move from a state the dispatcher may move.
+# A new queued row is nobody's until its task starts (a holder left from an earlier attempt
+# would keep recovery from ever returning it, should its task be lost).
 MARK_QUEUED = text(
     """
     UPDATE recipients AS r
     SET status = 'queued', account_id = v.account_id, reservation = v.token,
-        queued_at = :now, updated_at = :now
+        queued_at = :now, updated_at = :now, claimed_by = NULL
     FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
                  unnest(CAST(:account_ids AS int[])) AS account_id,
                  unnest(CAST(:tokens AS text[])) AS token) AS v

@@ -1,13 +1,22 @@
-"""Recovery (beat, every minute). Redis may lose queued tasks; PostgreSQL may not lose a
-recipient, and the database decides what is sent:
+"""Recovery (beat, every RECOVERY_INTERVAL_SECONDS). Redis may lose queued tasks; PostgreSQL
+may not lose a recipient, and the database decides what is sent. Every claim records the
+process holding it (`claimed_by`) and every such process keeps a heartbeat
+(worker/jobs/heartbeat.py), so a row is judged by whether its holder lives, not by its age:
 
-1. `queued` rows older than QUEUED_STALE_SECONDS whose task never ran go back to `pending`
-   (their limiter reservations are released). If the lost task shows up after all, its
-   claim finds the row no longer queued for it and does nothing.
-2. `sending` rows older than SEND_LEASE_SECONDS become `unknown` with an event and an alert.
-   They are never resent automatically: a lost outcome must not become a duplicate.
+1. `queued` rows go back to `pending` (their limiter reservations released) when their
+   holder is dead, or, with no holder (the task never started: it is still in the broker or
+   the broker lost it), when older than QUEUED_STALE_SECONDS. If the task runs after all,
+   its claim finds the row no longer queued for it and does nothing.
+2. `sending` rows become `unknown` with an event and an alert when their holder is dead.
+   A row whose holder lives is never declared unknown, however long it takes; one older
+   than SEND_LEASE_SECONDS raises an alert instead. Rows with no holder (written by a version
+   before holders were recorded) fall back to SEND_LEASE_SECONDS. `unknown` rows are never
+   resent automatically: a lost outcome must not become a duplicate.
 3. Accounts whose timed pause is over go back to active. (Until the health-check job lands,
    expiry alone decides; that job will gate it on a passing SMTP check.)
+
+With the defaults (heartbeat every 5 s, TTL 15 s, a pass every 15 s, a missing heartbeat
+confirmed on a second pass) a dead holder's rows are recovered 30 to 45 s after its death.
 """
 
 from __future__ import annotations
@@ -27,29 +36,45 @@ from app.db import unit_of_work
 from app.settings import Settings
 from rotator.limiter import Limiter
 from worker.jobs import alerts
+from worker.jobs.heartbeat import Liveness
 from worker.jobs.reservations import release_reservations
 
 log = logging.getLogger(__name__)
 
-# RETURNING sees the new row, so the old account and reservation come from the locked
-# snapshot `stale` (needed to release the limiter reservation).
+HOLDERS = text(
+    """
+    SELECT DISTINCT claimed_by FROM recipients
+    WHERE status IN ('queued', 'sending') AND claimed_by IS NOT NULL
+    """
+)
+
+# RETURNING sees the new row, so the old account, reservation and holder come from the locked
+# snapshot `stale` (the reservation is needed to release the limiter). A task that marks a
+# row as held while this runs wins: FOR UPDATE re-checks the condition on the newest row.
 REQUEUE_STALE = text(
     """
     WITH stale AS (
-        SELECT id, account_id, reservation FROM recipients
-        WHERE status = 'queued' AND queued_at < :cutoff
+        SELECT id, account_id, reservation, claimed_by FROM recipients
+        WHERE status = 'queued'
+          AND ((claimed_by IS NULL AND queued_at < :cutoff)
+               OR claimed_by = ANY(CAST(:dead AS text[])))
         FOR UPDATE SKIP LOCKED
     ), back AS (
         UPDATE recipients AS r
         SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
-            updated_at = :now
+            claimed_by = NULL, updated_at = :now
         FROM stale
         WHERE r.id = stale.id AND r.status = 'queued'
-        RETURNING r.id, r.campaign_id, r.domain, stale.account_id, stale.reservation
+        RETURNING r.id, r.campaign_id, r.domain, stale.account_id, stale.reservation,
+                  stale.claimed_by
     ), logged AS (
         INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
         SELECT 'requeued', campaign_id, id, account_id,
-               '{"reason": "queued task never ran"}'::jsonb FROM back
+               CASE WHEN claimed_by IS NULL
+                    THEN '{"reason": "queued task never ran"}'::jsonb
+                    ELSE jsonb_build_object('reason', 'holder gone', 'holder', claimed_by)
+               END
+        FROM back
     )
     SELECT id, campaign_id, domain, account_id, reservation FROM back
     """
@@ -60,15 +85,32 @@ MARK_UNKNOWN = text(
     WITH lost AS (
         UPDATE recipients
         SET status = 'unknown', updated_at = :now
-        WHERE status = 'sending' AND sending_since < :cutoff
-        RETURNING id, campaign_id, account_id, message_id
+        WHERE status = 'sending'
+          AND ((claimed_by IS NULL AND sending_since < :cutoff)
+               OR claimed_by = ANY(CAST(:dead AS text[])))
+        RETURNING id, campaign_id, account_id, message_id, claimed_by
     ), logged AS (
         INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
         SELECT 'unknown', campaign_id, id, account_id,
-               jsonb_build_object('reason', 'send lease expired', 'message_id', message_id)
+               CASE WHEN claimed_by IS NULL
+                    THEN jsonb_build_object('reason', 'send lease expired',
+                                            'message_id', message_id)
+                    ELSE jsonb_build_object('reason', 'holder gone', 'holder', claimed_by,
+                                            'message_id', message_id)
+               END
         FROM lost
     )
     SELECT id, campaign_id FROM lost
+    """
+)
+
+# Held by a live process for longer than any SMTP timeout allows: worth a look, never a
+# reason to call the send lost.
+OVERDUE = text(
+    """
+    SELECT count(*) FROM recipients
+    WHERE status = 'sending' AND claimed_by IS NOT NULL AND sending_since < :cutoff
+      AND NOT claimed_by = ANY(CAST(:dead AS text[]))
     """
 )
 
@@ -94,15 +136,21 @@ class RecoveryResult:
     requeued: int = 0
     unknown: dict[int, int] = field(default_factory=dict)  # campaign id -> rows
     resumed_accounts: list[int] = field(default_factory=list)
+    dead_holders: list[str] = field(default_factory=list)
+    overdue: int = 0  # sending rows of live holders older than the lease (left alone)
 
     def any(self) -> bool:
-        return bool(self.requeued or self.unknown or self.resumed_accounts)
+        return any(
+            (self.requeued, self.unknown, self.resumed_accounts, self.dead_holders, self.overdue)
+        )
 
     def log_fields(self) -> dict[str, Any]:
         return {
             "requeued": self.requeued,
             "unknown": sum(self.unknown.values()),
             "resumed_accounts": self.resumed_accounts,
+            "dead_holders": self.dead_holders,
+            "overdue": self.overdue,
         }
 
 
@@ -110,30 +158,46 @@ def run_recovery() -> RecoveryResult:
     settings: Settings = current_app.extensions["settings"]
     redis: Redis = current_app.extensions["redis"]
     with unit_of_work() as session:
-        result = recover(session, Limiter(redis), settings, now=datetime.now(UTC))
+        result = recover(
+            session, Limiter(redis), Liveness(redis, settings), settings, now=datetime.now(UTC)
+        )
     for campaign_id, count in result.unknown.items():
         alerts.notify(
             f"unknown:{campaign_id}",
             f"Campaign {campaign_id}: {count} send(s) lost their outcome (worker died "
             "mid-send?). They are marked unknown and will not be resent automatically.",
         )
+    if result.overdue:
+        alerts.notify(
+            "send-overdue",
+            f"{result.overdue} send(s) have been in progress for longer than "
+            f"SEND_LEASE_SECONDS ({settings.send_lease_seconds} s) in live worker processes. "
+            "They are left alone (a live send is never declared lost); check the SMTP "
+            "servers of their accounts and the workers.",
+        )
     return result
 
 
 def recover(
-    session: Session, limiter: Limiter, settings: Settings, *, now: datetime
+    session: Session, limiter: Limiter, liveness: Liveness, settings: Settings, *, now: datetime
 ) -> RecoveryResult:
     result = RecoveryResult()
+    holders = list(session.execute(HOLDERS).scalars())
+    dead = sorted(liveness.dead(holders))
+    result.dead_holders = dead
     requeued = session.execute(
         REQUEUE_STALE,
-        {"now": now, "cutoff": now - timedelta(seconds=settings.queued_stale_seconds)},
+        {
+            "now": now,
+            "cutoff": now - timedelta(seconds=settings.queued_stale_seconds),
+            "dead": dead,
+        },
     ).all()
     result.requeued = len(requeued)
     release_reservations(session, limiter, settings, requeued)
-    lost = session.execute(
-        MARK_UNKNOWN,
-        {"now": now, "cutoff": now - timedelta(seconds=settings.send_lease_seconds)},
-    ).all()
+    lease_cutoff = now - timedelta(seconds=settings.send_lease_seconds)
+    lost = session.execute(MARK_UNKNOWN, {"now": now, "cutoff": lease_cutoff, "dead": dead}).all()
     result.unknown = dict(Counter(row.campaign_id for row in lost))
+    result.overdue = session.execute(OVERDUE, {"cutoff": lease_cutoff, "dead": dead}).scalar_one()
     result.resumed_accounts = list(session.execute(RESUME_EXPIRED, {"now": now}).scalars())
     return result

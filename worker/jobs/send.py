@@ -40,6 +40,7 @@ from rotator.message import MessageSpec, build_message, make_message_id
 from rotator.providers.base import Security
 from rotator.templates import TemplateError, compiled_for
 from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
+from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
 from worker.jobs.reservations import release_reservations
 
@@ -49,7 +50,7 @@ CLAIM = text(
     """
     UPDATE recipients AS r
     SET status = 'sending', sending_since = :now, updated_at = :now,
-        attempts = r.attempts + 1, message_id = :message_id
+        attempts = r.attempts + 1, message_id = :message_id, claimed_by = :holder
     FROM campaigns AS c, accounts AS a
     WHERE r.id = :id AND r.status = 'queued' AND r.account_id = :account_id
       AND c.id = r.campaign_id AND c.status = 'running'
@@ -91,11 +92,32 @@ HAND_BACK_QUEUED = text(
     )
     UPDATE recipients AS r
     SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
-        updated_at = :now
+        claimed_by = NULL, updated_at = :now
     FROM held
     WHERE r.id = held.id AND r.status = 'queued'
     RETURNING r.id, r.campaign_id, r.domain, held.reservation,
               CAST(:account_id AS int) AS account_id
+    """
+)
+
+# At task start: this process holds the batch's queued rows, so recovery returns them to
+# `pending` as soon as it dies instead of after QUEUED_STALE_SECONDS (acks_late: the broker
+# would redeliver the task only after its visibility timeout).
+MARK_HELD = text(
+    """
+    UPDATE recipients SET claimed_by = :holder
+    WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
+    """
+)
+
+# A batch that stops on an exception gives up its rows: this process lives on, so its
+# heartbeat would keep recovery away from them for good. Without a holder the age rules
+# apply: queued ones go back after QUEUED_STALE_SECONDS, and one left `sending` (its outcome
+# never written) becomes `unknown` after SEND_LEASE_SECONDS, never resent.
+RELEASE_HELD = text(
+    """
+    UPDATE recipients SET claimed_by = NULL
+    WHERE id = ANY(:ids) AND status IN ('queued', 'sending') AND claimed_by = :holder
     """
 )
 
@@ -177,6 +199,10 @@ def _send_batch(
         return result
     previous: _Delivery | None = None
     try:
+        session.execute(
+            MARK_HELD, {"ids": recipient_ids, "account_id": account_id, "holder": sender.holder}
+        )
+        session.commit()
         for position, recipient_id in enumerate(recipient_ids):
             finished = (
                 previous if previous is not None and sender.can_fast_finish(previous) else None
@@ -216,8 +242,18 @@ def _send_batch(
         session.commit()
     except BaseException:
         session.rollback()
+        _release_held(session, sender.holder, recipient_ids)
         raise
     return result
+
+
+def _release_held(session: Session, holder: str, ids: list[int]) -> None:
+    try:
+        session.execute(RELEASE_HELD, {"ids": ids, "holder": holder})
+        session.commit()
+    except Exception:  # the database is what failed: the original error is the news
+        session.rollback()
+        log.warning("send.release_held_failed", extra={"holder": holder}, exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -248,6 +284,8 @@ class _Sender:
         self.endpoint = _endpoint(settings, account)
         self.campaigns: dict[int, Campaign] = {}
         self.failures_known_zero = account.consecutive_failures == 0
+        # Beating before the first row is marked as held by this process.
+        self.holder = ensure_beating(settings)
         # Only a mailbox the operator owns: unsubscribe@<sending domain> of a consumer account
         # would be a stranger's inbox receiving working tokens.
         self.mailbox = settings.unsubscribe_mailbox
@@ -267,6 +305,7 @@ class _Sender:
             "account_id": self.account.id,
             "message_id": message_id,
             "now": _now(),
+            "holder": self.holder,
         }
         statement = CLAIM
         if finished is not None:
