@@ -35,5 +35,6 @@ run: install services
 bench: install services
 	@bash ops/dev/bench.sh
 
+# The database and .env stay: `make run` comes up on them again (ops/dev/bootstrap.sh).
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache var

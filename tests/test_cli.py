@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import select
+from werkzeug.security import check_password_hash
 
 from app.models import ApiKey, User
 
@@ -90,6 +91,49 @@ def test_users_create_refuses_a_duplicate(app, runner):
     again = runner.invoke(args=args)
     assert again.exit_code != 0
     assert "already exists" in again.output
+
+
+def test_users_set_password_replaces_the_hash(app, runner, session):
+    runner.invoke(args=["users", "create", "a@example.com", "--password", "long enough pw"])
+    result = runner.invoke(
+        args=["users", "set-password", "A@example.com", "--password", "another long pw"]
+    )
+    assert result.exit_code == 0, result.output
+    session.expire_all()
+    user = session.execute(select(User)).scalar_one()
+    assert check_password_hash(user.password_hash, "another long pw")
+    assert not check_password_hash(user.password_hash, "long enough pw")
+    missing = runner.invoke(
+        args=["users", "set-password", "b@example.com", "--password", "another long pw"]
+    )
+    assert missing.exit_code != 0 and "no user b@example.com" in missing.output
+    short = runner.invoke(args=["users", "set-password", "a@example.com", "--password", "x"])
+    assert short.exit_code != 0
+
+
+def test_dev_first_login_creates_then_resets_and_keeps_a_working_login(
+    app, runner, session, tmp_path
+):
+    path = tmp_path / "var" / "first-login.txt"
+    first = runner.invoke(args=["dev", "first-login", "--file", str(path)])
+    assert first.exit_code == 0, first.output
+    assert "created the user admin@example.com" in first.output
+    login = dict(line.split(": ", 1) for line in path.read_text().splitlines())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    kept = runner.invoke(args=["dev", "first-login", "--file", str(path)])
+    assert "still works" in kept.output and login["password"] in kept.output
+    path.unlink()
+    reset = runner.invoke(args=["dev", "first-login", "--file", str(path)])
+    assert "reset the password of the first one, admin@example.com" in reset.output
+    again = dict(line.split(": ", 1) for line in path.read_text().splitlines())
+    session.expire_all()
+    user = session.execute(select(User)).scalar_one()
+    assert check_password_hash(user.password_hash, again["password"])
+    assert not check_password_hash(user.password_hash, login["password"])
+    hashes = set(session.execute(select(ApiKey.key_hash)).scalars())
+    assert {
+        hashlib.sha256(k.encode()).hexdigest() for k in (login["api key"], again["api key"])
+    } == hashes
 
 
 def test_db_upgrade_is_a_no_op_on_a_migrated_database(app, settings_env):

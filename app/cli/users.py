@@ -17,10 +17,7 @@ def users() -> None:
     pass
 
 
-@users.command("create", help="Create a UI user; the password comes from --password or a prompt.")
-@click.argument("email")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-def create(email: str, password: str) -> None:
+def _checked(email: str, password: str) -> str:
     try:
         email = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
@@ -29,8 +26,29 @@ def create(email: str, password: str) -> None:
         raise click.BadParameter(
             f"must be at least {MIN_PASSWORD_LENGTH} characters", param_hint="--password"
         )
+    return email
+
+
+@users.command("create", help="Create a UI user; the password comes from --password or a prompt.")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create(email: str, password: str) -> None:
+    email = _checked(email, password)
     with unit_of_work() as session:
         if session.execute(select(User.id).where(User.email == email)).first():
             raise click.ClickException(f"a user {email} already exists")
         session.add(User(email=email, password_hash=generate_password_hash(password)))
     click.echo(f"Created user {email}.")
+
+
+@users.command("set-password", help="Set a UI user's password, from --password or a prompt.")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def set_password(email: str, password: str) -> None:
+    email = _checked(email, password)
+    with unit_of_work() as session:
+        user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+        if user is None:
+            raise click.ClickException(f"no user {email}")
+        user.password_hash = generate_password_hash(password)
+    click.echo(f"Set the password of {email}.")
