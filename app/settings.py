@@ -84,6 +84,24 @@ class Settings(BaseSettings):
     failures_before_pause: int = Field(3, ge=1)
     failure_pause_seconds: int = Field(86400, ge=60)
     policy_pause_seconds: int = Field(86400, ge=60)
+    # Refusals by what they are about (worker.jobs.outcomes): a recipient handed back by an
+    # account-level refusal goes to another account at most this many times (and never more
+    # often than its campaign has accounts), then fails with the last reply.
+    max_handbacks: int = Field(3, ge=0, le=20)
+    # A receiving domain that greylists or throttles gets nothing for this long, doubling
+    # with each refusal after the back-off ended, up to the maximum.
+    domain_backoff_seconds: int = Field(60, ge=1)
+    domain_backoff_max_seconds: int = Field(3600, ge=1)
+    # Campaign guard: content refusals from this many accounts, or this many in all, since
+    # the campaign was last started or resumed (and within the window), pause the campaign.
+    content_guard_accounts: int = Field(2, ge=1)
+    content_guard_refusals: int = Field(5, ge=1)
+    content_guard_window_seconds: int = Field(86400, ge=60)
+    # Account guard: of the account's last N recipient outcomes (within an hour), this many
+    # refused across this many recipient domains is the account's problem: pause it.
+    account_refusal_window: int = Field(10, ge=2, le=1000)
+    account_refusal_threshold: int = Field(8, ge=1)
+    account_refusal_domains: int = Field(3, ge=1)
     # Only for `sending` rows with no recorded holder (written by an older version): a held
     # row is judged by its holder's heartbeat, never by its age.
     send_lease_seconds: int = Field(600, ge=1)

@@ -84,6 +84,10 @@ class ScriptedSMTPServer:
         self._attempts: Counter[str] = Counter()
         self._delay_data = _Budget(0)
         self._delay_seconds = 0.0
+        self._mail_failures: list[tuple[int, str, _Budget]] = []
+        self._drop_connection: Callable[[int], bool] | None = None
+        self._drop_data: Callable[[int], bool] | None = None
+        self._data_commands = 0
         self._live: set[_ScriptedSMTP] = set()
         self._controller: _Controller | None = None
 
@@ -141,6 +145,23 @@ class ScriptedSMTPServer:
         with self._lock:
             self._fail_all.append((code, text, _Budget(times)))
 
+    def fail_mail(self, code: int, text: str, times: int | None = None) -> None:
+        """Refuse MAIL FROM with this reply (a session-level refusal)."""
+        with self._lock:
+            self._mail_failures.append((code, text, _Budget(times)))
+
+    def drop_connections(self, when: Callable[[int], bool]) -> None:
+        """when(n) for the n-th client connection (from 1): True closes it at once, before
+        the greeting."""
+        with self._lock:
+            self._drop_connection = when
+
+    def drop_data_when(self, when: Callable[[int], bool]) -> None:
+        """when(n) for the n-th DATA command (from 1): True closes the connection there,
+        before any message data is accepted."""
+        with self._lock:
+            self._drop_data = when
+
     def drop_connection_mid_data(self, times: int = 1) -> None:
         with self._lock:
             self._drop_mid_data = _Budget(times)
@@ -189,6 +210,10 @@ class ScriptedSMTPServer:
             self._garble_data_reply = _Budget(0)
             self.mail_options.clear()
             self._attempts.clear()
+            self._mail_failures.clear()
+            self._drop_connection = None
+            self._drop_data = None
+            self._data_commands = 0
 
     # --- reading ------------------------------------------------------------------------
 
@@ -222,10 +247,20 @@ class ScriptedSMTPServer:
         # aiosmtpd answers "535 5.7.8 Authentication credentials invalid".
         return AuthResult(success=False, handled=False)
 
-    def _on_connect(self, protocol: _ScriptedSMTP) -> None:
+    def _on_connect(self, protocol: _ScriptedSMTP) -> bool:
+        """Counts the connection; True when it is scripted to be dropped at once."""
         with self._lock:
             self.connections += 1
+            drop = self._drop_connection is not None and self._drop_connection(self.connections)
         self._live.add(protocol)  # only touched from the server thread
+        return drop
+
+    def _mail_reply(self) -> str | None:
+        with self._lock:
+            for code, text, budget in self._mail_failures:
+                if budget.take():
+                    return f"{code} {text}"
+        return None
 
     def _on_disconnect(self, protocol: _ScriptedSMTP) -> None:
         self._live.discard(protocol)
@@ -236,6 +271,9 @@ class ScriptedSMTPServer:
 
     def _take_drop_mid_data(self) -> bool:
         with self._lock:
+            self._data_commands += 1
+            if self._drop_data is not None and self._drop_data(self._data_commands):
+                return True
             return self._drop_mid_data.take()
 
     def _rcpt_reply(self, address: str) -> str | None:
@@ -290,6 +328,9 @@ class _Handler:
     ) -> str:
         with self.owner._lock:
             self.owner.mail_options.append(list(options))
+        refusal = self.owner._mail_reply()
+        if refusal is not None:
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -317,8 +358,11 @@ class _ScriptedSMTP(SMTP):
         self._owner = owner
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None:  # not the STARTTLS re-wrap of a connection
-            self._owner._on_connect(self)
+        if self.transport is None and self._owner._on_connect(self):
+            # Not the STARTTLS re-wrap of a connection, and scripted to drop: closed before
+            # the greeting, as an overloaded server or a middlebox does.
+            transport.close()
+            return
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:

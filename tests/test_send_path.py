@@ -115,7 +115,8 @@ def test_421_defers_with_the_first_backoff_delay(app, factory, smtp_server, sett
     assert row.status == "deferred" and row.attempts == 1 and row.last_smtp_code == 421
     delay = settings.retry_delays_seconds[0]
     assert before + delay - 1 <= row.next_attempt_at.timestamp() <= time.time() + delay + 1
-    assert _account(account.id).consecutive_failures == 1
+    # A 4xx after the dot is about that message: the session worked, the account is untouched.
+    assert _account(account.id).consecutive_failures == 0
     assert smtp_server.messages_for("later@example.org") == []
 
 
@@ -150,7 +151,8 @@ def test_retries_end_in_failed_after_the_last_delay(app, factory, smtp_server, s
 def test_three_consecutive_failures_pause_the_account_for_a_day(app, factory, smtp_server):
     account = factory.create_account(**smtp_account(smtp_server))
     _running(factory, [f"u{i}@example.org" for i in range(5)])
-    smtp_server.fail_all(451, "4.3.0 Temporary local problem")
+    # A failure of the session itself (MAIL FROM refused for now), not of one recipient.
+    smtp_server.fail_mail(451, "4.3.0 Temporary local problem")
     before = time.time()
     run_until_idle(app)
     paused = _account(account.id)
@@ -181,7 +183,9 @@ def test_auth_failure_disables_the_account_and_hands_recipients_to_another(
     rows = db.session.execute(select(Recipient)).scalars().all()
     assert {r.status for r in rows} == {"sent"}
     assert {r.account_id for r in rows} == {good.id}
-    assert all(r.attempts == 1 for r in rows)  # the refused try did not count against them
+    # Attempts are never reset: the refused try counts as an attempt and as a hand-back.
+    assert all(r.attempts == 1 + r.handbacks for r in rows)
+    assert sum(r.handbacks for r in rows) == 1
     assert sum(len(good_server.messages_for(r.email)) for r in rows) == 6
     assert bad_server.received == []
 

@@ -4,7 +4,8 @@ One dispatcher runs at a time cluster-wide (a Redis lock). Each pass:
 
 1. claims due `pending`/`deferred` recipients of running campaigns that are inside their
    sending window, with `SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`;
-2. drops suppressed ones (status `suppressed`, an event);
+2. drops suppressed ones (status `suppressed`, an event), and postpones those whose
+   domain asked us to slow down (worker.jobs.backoffs) until its back-off ends;
 3. picks an account for each (selection.order_candidates) and reserves capacity in every
    limit scope at once (one Lua call for the whole batch);
 4. marks the lucky ones `queued` with their account and reservation, and gives the others a
@@ -37,6 +38,7 @@ from app.settings import Settings
 from rotator.limiter import Limiter
 from worker.jobs import alerts
 from worker.jobs.assignment import Due, assign, load_pool
+from worker.jobs.backoffs import active_backoffs
 from worker.jobs.locks import RedisLock
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,7 @@ class DispatchResult:
     queued: int = 0
     suppressed: int = 0
     postponed: int = 0
+    backed_off: int = 0
     completed_campaigns: list[int] = field(default_factory=list)
     batches: list[tuple[int, list[int]]] = field(default_factory=list)
 
@@ -152,6 +155,7 @@ class DispatchResult:
         self.queued += other.queued
         self.suppressed += other.suppressed
         self.postponed += other.postponed
+        self.backed_off += other.backed_off
         self.completed_campaigns += other.completed_campaigns
         self.batches += other.batches
 
@@ -161,6 +165,7 @@ class DispatchResult:
             "queued": self.queued,
             "suppressed": self.suppressed,
             "postponed": self.postponed,
+            "backed_off": self.backed_off,
             "completed": self.completed_campaigns,
         }
 
@@ -194,7 +199,9 @@ def dispatch_until_done(
             result = dispatch_batch(session, limiter, settings, now=datetime.now(UTC))
         enqueue(result.batches)
         total.add(result)
-        if result.queued == 0 or time.monotonic() >= deadline:
+        # Rows postponed for a domain back-off leave the scan: the next batch finds others.
+        progressed = result.queued > 0 or result.backed_off > 0
+        if not progressed or time.monotonic() >= deadline:
             return total
 
 
@@ -225,6 +232,9 @@ def dispatch_batch(
         return result
 
     rows = _drop_suppressed(session, rows, now, result)
+    rows = _hold_backed_off(session, rows, now, result)
+    if not rows:
+        return result
     table = load_limits(session, settings)
     pool = load_pool(session, limiter, settings)
     due = [
@@ -267,6 +277,23 @@ def _drop_suppressed(
     session.execute(MARK_SUPPRESSED, {"ids": dropped, "now": now})
     result.suppressed = len(dropped)
     return [r for r in rows if not (r.email in hits or r.domain in hits)]
+
+
+def _hold_backed_off(
+    session: Session, rows: list[Any], now: datetime, result: DispatchResult
+) -> list[Any]:
+    """Rows of a domain under a back-off wait until it ends (next_attempt_at = until), so
+    they are neither sent nor rescanned before then."""
+    until = active_backoffs(session, list({r.domain for r in rows}), now)
+    if not until:
+        return rows
+    held = [r for r in rows if r.domain in until]
+    session.execute(
+        POSTPONE,
+        {"ids": [r.id for r in held], "ats": [until[r.domain] for r in held], "now": now},
+    )
+    result.backed_off = len(held)
+    return [r for r in rows if r.domain not in until]
 
 
 def _write_queued(

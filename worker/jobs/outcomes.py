@@ -1,5 +1,14 @@
 """Recording what happened to one send: the recipient's final or next state, its event, and
-what it means for the account (failure counter, pause, disable) and for suppressions.
+what it means for the account, the sending domain, the recipient's domain and the campaign.
+
+Who bears a refusal depends on what it is about (rotator.classify):
+- the recipient: bounced (suppressed) or failed or deferred alone; the account untouched;
+- the recipient's domain (greylisting, throttling): deferred, the domain backed off;
+- the content: failed; the campaign guard pauses the campaign when it repeats;
+- the sending domain's authentication: handed back, every account on the domain paused;
+- the account: handed back (bounded, worker.jobs.handbacks), the account paused/disabled.
+Session failures and unexplained 5xx count toward the account's failure streak; refusals
+of most of its last recipients across several domains pause it (worker.jobs.guards).
 
 Every write is a compare-and-set on the state the send path left (`sending`): a row that is
 no longer `sending` (recovery marked it `unknown`) is never overwritten."""
@@ -17,8 +26,10 @@ from sqlalchemy.orm import Session
 
 from app.models import AccountStatus, EventType, RecipientStatus
 from app.settings import Settings
-from rotator.classify import Outcome, SmtpReply, Verdict
-from worker.jobs import alerts
+from rotator.classify import About, Outcome, SmtpReply, Stage, Verdict
+from worker.jobs import alerts, backoffs, guards
+from worker.jobs.handbacks import HAND_BACK, handback_limit, handbacks_so_far
+from worker.jobs.sender_auth import pause_sending_domain
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +46,6 @@ FINISH = text(
     )
     INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
     SELECT :event, campaign_id, id, account_id, CAST(:data AS jsonb) FROM done
-    RETURNING recipient_id
-    """
-)
-
-# Account-level refusal: nothing reached the recipient, so the attempt does not count
-# against it and it goes straight back to the dispatcher for another account.
-HAND_BACK = text(
-    """
-    WITH back AS (
-        UPDATE recipients
-        SET status = 'pending', updated_at = :now, sending_since = NULL, next_attempt_at = NULL,
-            attempts = greatest(attempts - 1, 0), account_id = NULL, reservation = NULL,
-            message_id = NULL, last_smtp_code = :code, last_smtp_text = :reply
-        WHERE id = :id AND status = 'sending'
-        RETURNING id, campaign_id
-    )
-    INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
-    SELECT 'requeued', campaign_id, id, :account_id, CAST(:data AS jsonb) FROM back
     RETURNING recipient_id
     """
 )
@@ -90,6 +83,11 @@ SET_ACCOUNT_STATUS = text(
     """
 )
 
+# Refusals that say something about the account only as a pattern: the session worked and
+# one recipient (or its domain) said no. Content is the campaign guard's business.
+_PATTERN_ABOUT = frozenset({About.RECIPIENT, About.RECIPIENT_DOMAIN, About.MESSAGE})
+_IN_MESSAGE = frozenset({Stage.RCPT, Stage.DATA, Stage.DOT})
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -119,22 +117,21 @@ def record(
     verdict: Verdict,
     now: datetime,
     pause_until_window_frees: datetime | None = None,
+    sending_domain: str | None = None,
 ) -> Recorded:
     outcome = verdict.outcome
-    data = {"reason": verdict.reason, "smtp_code": reply.code, "enhanced": reply.enhanced}
+    data: dict[str, Any] = {
+        "reason": verdict.reason,
+        "about": verdict.about.value,
+        "stage": reply.stage.value if reply.stage else None,
+        "smtp_code": reply.code,
+        "enhanced": reply.enhanced,
+    }
+    if _is_recipient_refusal(reply, verdict):
+        data["refused_domain"] = sent.domain  # read back by guards.check_account_pattern
     if outcome is Outcome.SENT:
         _finish(session, sent, RecipientStatus.SENT, EventType.SENT, reply, now, data)
         session.execute(RESET_FAILURES, {"id": account_id})
-        return Recorded(outcome, stops_account=False)
-    if outcome is Outcome.BOUNCED:
-        _finish(session, sent, RecipientStatus.BOUNCED, EventType.BOUNCED, reply, now, data)
-        session.execute(
-            SUPPRESS_BOUNCE, {"email": sent.email, "source": f"campaign:{sent.campaign_id}"}
-        )
-        session.execute(RESET_FAILURES, {"id": account_id})
-        return Recorded(outcome, stops_account=False)
-    if outcome is Outcome.FAILED:
-        _finish(session, sent, RecipientStatus.FAILED, EventType.FAILED, reply, now, data)
         return Recorded(outcome, stops_account=False)
     if outcome is Outcome.UNKNOWN:
         _finish(session, sent, RecipientStatus.UNKNOWN, EventType.UNKNOWN, reply, now, data)
@@ -144,22 +141,59 @@ def record(
             "the recipient is marked unknown and will not be resent automatically.",
         )
         return Recorded(outcome, stops_account=False)
-    if outcome is Outcome.DEFERRED:
-        stops = _defer(session, settings, sent, account_id, reply, now, data)
-        return Recorded(outcome, stops_account=stops)
-    # Account-level refusal: ACCOUNT_PAUSED or ACCOUNT_DISABLED.
-    session.execute(
-        HAND_BACK,
-        {
-            "id": sent.recipient_id,
-            "now": now,
-            "code": reply.code,
-            "reply": reply.text,
-            "account_id": account_id,
-            "data": json.dumps(data),
-        },
+    if verdict.stops_account:
+        return _account_refusal(
+            session, settings, sent, account_id, reply, verdict, now, data,
+            pause_until_window_frees, sending_domain,
+        )  # fmt: skip
+    if outcome is Outcome.BOUNCED:
+        _finish(session, sent, RecipientStatus.BOUNCED, EventType.BOUNCED, reply, now, data)
+        session.execute(
+            SUPPRESS_BOUNCE, {"email": sent.email, "source": f"campaign:{sent.campaign_id}"}
+        )
+        session.execute(RESET_FAILURES, {"id": account_id})
+    elif outcome is Outcome.FAILED:
+        _finish(session, sent, RecipientStatus.FAILED, EventType.FAILED, reply, now, data)
+        if verdict.about is About.CONTENT:
+            guards.check_content(session, settings, sent.campaign_id, reply, now)
+    else:
+        _defer(session, settings, sent, reply, verdict, now, data)
+    stops = verdict.account_failure and _count_failure(session, settings, account_id, reply, now)
+    if not stops and "refused_domain" in data:
+        stops = _pattern_pause(session, settings, account_id, now)
+    return Recorded(outcome, stops_account=stops)
+
+
+def _is_recipient_refusal(reply: SmtpReply, verdict: Verdict) -> bool:
+    return (
+        verdict.outcome in (Outcome.BOUNCED, Outcome.FAILED, Outcome.DEFERRED)
+        and verdict.about in _PATTERN_ABOUT
+        and reply.code is not None
+        and reply.stage in _IN_MESSAGE
     )
-    if outcome is Outcome.ACCOUNT_DISABLED:
+
+
+def _account_refusal(
+    session: Session,
+    settings: Settings,
+    sent: Sent,
+    account_id: int,
+    reply: SmtpReply,
+    verdict: Verdict,
+    now: datetime,
+    data: dict[str, Any],
+    pause_until_window_frees: datetime | None,
+    sending_domain: str | None,
+) -> Recorded:
+    """The refusal is about the account (or its sending domain): nothing reached the
+    recipient, so it goes back for another account, boundedly; the account leaves."""
+    _hand_back(session, settings, sent, account_id, reply, now, data)
+    if verdict.about is About.SENDING_DOMAIN and sending_domain:
+        pause_sending_domain(
+            session, settings, account_id=account_id, sending_domain=sending_domain,
+            reply=reply, now=now,
+        )  # fmt: skip
+    elif verdict.outcome is Outcome.ACCOUNT_DISABLED:
         set_account_status(
             session,
             account_id,
@@ -182,10 +216,10 @@ def record(
             reason=f"{verdict.reason}: {reply.text[:200]}",
             event=EventType.ACCOUNT_PAUSED,
         )
-    return Recorded(outcome, stops_account=True)
+    return Recorded(verdict.outcome, stops_account=True)
 
 
-def _defer(
+def _hand_back(
     session: Session,
     settings: Settings,
     sent: Sent,
@@ -193,30 +227,66 @@ def _defer(
     reply: SmtpReply,
     now: datetime,
     data: dict[str, Any],
-) -> bool:
+) -> None:
+    handbacks = handbacks_so_far(session, sent.recipient_id)
+    if handbacks is None:
+        return  # no longer ours (recovery got there first)
+    limit = handback_limit(session, settings, sent.campaign_id)
+    if handbacks >= limit:
+        final = {**data, "handbacks": handbacks, "final": True, "attempts": sent.attempts}
+        _finish(session, sent, RecipientStatus.FAILED, EventType.FAILED, reply, now, final)
+        return
+    session.execute(
+        HAND_BACK,
+        {
+            "id": sent.recipient_id,
+            "now": now,
+            "code": reply.code,
+            "reply": reply.text,
+            "account_id": account_id,
+            "data": json.dumps({**data, "handbacks": handbacks + 1}),
+        },
+    )
+
+
+def _defer(
+    session: Session,
+    settings: Settings,
+    sent: Sent,
+    reply: SmtpReply,
+    verdict: Verdict,
+    now: datetime,
+    data: dict[str, Any],
+) -> None:
     delays = settings.retry_delays_seconds
-    if sent.attempts > len(delays):
-        _finish(
-            session,
-            sent,
-            RecipientStatus.FAILED,
-            EventType.FAILED,
-            reply,
-            now,
-            {**data, "attempts": sent.attempts, "final": True},
-        )
+    # Deferrals so far, this one included: tries refused for an account's sake do not use
+    # up the recipient's retries (they are bounded on their own).
+    deferrals = sent.attempts - (handbacks_so_far(session, sent.recipient_id) or 0)
+    if verdict.about is About.RECIPIENT_DOMAIN:
+        reopens = backoffs.slow_down(session, settings, sent.domain, str(reply), now)
+        data = {**data, "domain_backoff_until": reopens.isoformat()}
     else:
-        retry_at = now + timedelta(seconds=delays[sent.attempts - 1])
-        _finish(
-            session,
-            sent,
-            RecipientStatus.DEFERRED,
-            EventType.DEFERRED,
-            reply,
-            now,
-            {**data, "attempts": sent.attempts},
-            next_attempt_at=retry_at,
-        )
+        reopens = now
+    if deferrals > len(delays):
+        final = {**data, "attempts": sent.attempts, "final": True}
+        _finish(session, sent, RecipientStatus.FAILED, EventType.FAILED, reply, now, final)
+        return
+    retry_at = max(now + timedelta(seconds=delays[max(deferrals, 1) - 1]), reopens)
+    _finish(
+        session,
+        sent,
+        RecipientStatus.DEFERRED,
+        EventType.DEFERRED,
+        reply,
+        now,
+        {**data, "attempts": sent.attempts},
+        next_attempt_at=retry_at,
+    )
+
+
+def _count_failure(
+    session: Session, settings: Settings, account_id: int, reply: SmtpReply, now: datetime
+) -> bool:
     failures = session.execute(COUNT_FAILURE, {"id": account_id}).scalar_one()
     if failures < settings.failures_before_pause:
         return False
@@ -226,6 +296,21 @@ def _defer(
         AccountStatus.PAUSED,
         until=now + timedelta(seconds=settings.failure_pause_seconds),
         reason=f"{failures} consecutive failures, last: {reply.text[:200]}",
+        event=EventType.ACCOUNT_PAUSED,
+    )
+    return True  # out of rotation, whoever paused it first
+
+
+def _pattern_pause(session: Session, settings: Settings, account_id: int, now: datetime) -> bool:
+    reason = guards.check_account_pattern(session, settings, account_id, now)
+    if reason is None:
+        return False
+    set_account_status(
+        session,
+        account_id,
+        AccountStatus.PAUSED,
+        until=now + timedelta(seconds=settings.failure_pause_seconds),
+        reason=reason,
         event=EventType.ACCOUNT_PAUSED,
     )
     return True

@@ -389,9 +389,14 @@ class _Sender:
             verdict=delivery.verdict,
             now=_now(),
             pause_until_window_frees=delivery.pause_until,
+            sending_domain=self.account.sending_domain,
         )
-        # record() resets the streak on success and may have counted a failure otherwise.
-        self.failures_known_zero = delivery.verdict.outcome in (Outcome.SENT, Outcome.BOUNCED)
+        # record() resets the streak on success and bounce, counts a failure when the
+        # verdict says so, and leaves it alone for refusals about the recipient.
+        if delivery.verdict.account_failure:
+            self.failures_known_zero = False
+        elif delivery.verdict.outcome in (Outcome.SENT, Outcome.BOUNCED):
+            self.failures_known_zero = True
         return recorded
 
     def _build(self, claimed: _Claimed) -> bytes:

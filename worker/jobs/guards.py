@@ -1,0 +1,132 @@
+"""Guards that look past one reply: a pattern of refusals says what one refusal cannot.
+
+- Campaign content guard: messages of one campaign refused for their content on several
+  accounts (or many times) mean the campaign, not the accounts, is the problem: pause the
+  campaign, say why (campaigns.paused_reason, a campaign_paused event, an alert).
+- Account refusal pattern: most of an account's last recipients refused, across several
+  recipient domains, is something no single domain explains: pause the account.
+
+Both run inline when an outcome is recorded, on the events just written in the same
+transaction; each is one indexed query (events by campaign or by account, newest first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.settings import Settings
+from rotator.classify import SmtpReply
+from worker.jobs import alerts
+
+log = logging.getLogger(__name__)
+
+# Content refusals of this campaign since it was last started or resumed (either moves
+# campaigns.updated_at), within the window.
+CONTENT_REFUSALS = text(
+    """
+    SELECT count(*) AS refusals, count(DISTINCT e.account_id) AS accounts
+    FROM campaigns c JOIN events e ON e.campaign_id = c.id
+    WHERE c.id = :campaign_id AND c.status = 'running'
+      AND e.type = 'failed' AND e.data->>'about' = 'content'
+      AND e.created_at >= greatest(CAST(:since AS timestamptz), c.updated_at)
+    """
+)
+
+PAUSE_CAMPAIGN = text(
+    """
+    WITH paused AS (
+        UPDATE campaigns SET status = 'paused', paused_reason = :reason, updated_at = :now
+        WHERE id = :campaign_id AND status = 'running'
+        RETURNING id, name
+    ), logged AS (
+        INSERT INTO events (type, campaign_id, data)
+        SELECT 'campaign_paused', id, CAST(:data AS jsonb) FROM paused
+    )
+    SELECT id, name FROM paused
+    """
+)
+
+# The account's last recipient outcomes: every success, and the refusals the outcome
+# recorder marked as about a recipient or its domain (not content, not the session).
+RECENT_OUTCOMES = text(
+    """
+    SELECT type <> 'sent' AS refused, data->>'refused_domain' AS domain
+    FROM events
+    WHERE account_id = :account_id AND created_at > :since
+      AND (type = 'sent'
+           OR (type IN ('bounced', 'failed', 'deferred') AND data ? 'refused_domain'))
+    ORDER BY created_at DESC
+    LIMIT :window
+    """
+)
+
+
+def check_content(
+    session: Session, settings: Settings, campaign_id: int, reply: SmtpReply, now: datetime
+) -> bool:
+    """Pauses the campaign when its content refusals repeat; True when it did."""
+    since = now - timedelta(seconds=settings.content_guard_window_seconds)
+    counts = session.execute(CONTENT_REFUSALS, {"campaign_id": campaign_id, "since": since}).one()
+    if (
+        counts.accounts < settings.content_guard_accounts
+        and counts.refusals < settings.content_guard_refusals
+    ):
+        return False
+    reason = (
+        f"content refused {counts.refusals} time(s) on {counts.accounts} account(s); "
+        f"last: {str(reply)[:200]}. Review the subject and body (links, wording, "
+        "attachments), then resume the campaign."
+    )
+    data = {
+        "reason": reason,
+        "guard": "content",
+        "refusals": counts.refusals,
+        "accounts": counts.accounts,
+        "smtp_code": reply.code,
+        "enhanced": reply.enhanced,
+    }
+    paused = session.execute(
+        PAUSE_CAMPAIGN,
+        {"campaign_id": campaign_id, "reason": reason, "now": now, "data": json.dumps(data)},
+    ).first()
+    if paused is None:  # another worker paused it first, or an operator did
+        return False
+    log.warning("campaign.paused", extra={"campaign_id": campaign_id, "reason": reason[:200]})
+    alerts.notify(
+        f"campaign-paused:{campaign_id}",
+        f"Campaign {campaign_id} ({paused.name}) paused by the content guard: {reason}",
+    )
+    return True
+
+
+def check_account_pattern(
+    session: Session, settings: Settings, account_id: int, now: datetime
+) -> str | None:
+    """The pause reason when most of the account's last recipients were refused across
+    several domains, else None. The caller pauses the account."""
+    rows = session.execute(
+        RECENT_OUTCOMES,
+        {
+            "account_id": account_id,
+            "since": now - timedelta(hours=1),
+            "window": settings.account_refusal_window,
+        },
+    ).all()
+    if len(rows) < settings.account_refusal_window:
+        return None
+    refused = [row.domain for row in rows if row.refused]
+    domains = {domain for domain in refused if domain}
+    if (
+        len(refused) < settings.account_refusal_threshold
+        or len(domains) < settings.account_refusal_domains
+    ):
+        return None
+    return (
+        f"{len(refused)} of its last {len(rows)} recipients refused across "
+        f"{len(domains)} domains ({', '.join(sorted(domains)[:5])})"
+    )
