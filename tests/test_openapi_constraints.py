@@ -181,21 +181,32 @@ def _rules(schema: dict[str, Any], name: str) -> list[tuple[str, Any, bool]]:
             out += [("minItems", [_item(items, i) for i in range(n)], True)]
             out += [("minItems", [_item(items, i) for i in range(n - 1)], False)]
     if kind == "string" and schema.get("format") == "date-time":
-        now = datetime.now(UTC).replace(microsecond=0)
-        soon = (now + timedelta(days=30)).replace(tzinfo=None).isoformat()
-        out += [("offset", soon + "+15:59", True), ("offset", soon + "-15:59", True)]
-        out += [("offset", soon + "+16:00", False), ("offset", soon + "+22:41", False)]
-        out += [("naive-is-utc", soon, True)]
+        soon = timedelta(days=30)
+        out += [("offset", Moment(soon, "+15:59"), True), ("offset", Moment(soon, "-15:59"), True)]
+        out += [("offset", Moment(soon, "+16:00"), False)]
+        out += [("offset", Moment(soon, "+22:41"), False)]
+        out += [("naive-is-utc", Moment(soon), True)]
         if "future" in schema.get("description", ""):
-            past = (now - timedelta(minutes=1)).isoformat()
-            out += [("future", (now + timedelta(minutes=5)).isoformat(), True)]
-            out += [("future", past, False)]
+            out += [("future", Moment(timedelta(minutes=5), "Z"), True)]
+            out += [("future", Moment(timedelta(minutes=-1), "Z"), False)]
         if "days ahead" in schema.get("description", ""):
             days = int(schema["description"].split("at most ")[1].split(" days")[0])
-            out += [("ahead", (now + timedelta(days=days - 1)).isoformat(), True)]
-            out += [("ahead", (now + timedelta(days=days + 1)).isoformat(), False)]
+            out += [("ahead", Moment(timedelta(days=days - 1), "Z"), True)]
+            out += [("ahead", Moment(timedelta(days=days + 1), "Z"), False)]
             out += [("ahead", "9999-12-31T23:59:59-15:59", False)]
     return out
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A date-time relative to when the request is made (cases are built at collection)."""
+
+    delta: timedelta
+    offset: str = ""
+
+    def render(self) -> str:
+        moment = (datetime.now(UTC) + self.delta).replace(microsecond=0, tzinfo=None)
+        return moment.isoformat() + self.offset
 
 
 def _walk(
@@ -293,7 +304,8 @@ def _request(case: Case, seeded: dict[str, int]) -> tuple[str, dict[str, Any], d
         query[case.name] = case.value
     else:
         assert body is not None
-        _set(body, case.name, case.value, case.omit)
+        value = case.value.render() if isinstance(case.value, Moment) else case.value
+        _set(body, case.name, value, case.omit)
         if case.path == "/api/v1/suppressions" and case.name == "domain":
             body.pop("email")  # one of email or domain
     path_values = {k: str(v).format(account=seeded["account"]) for k, v in path_values.items()}
