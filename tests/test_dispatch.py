@@ -330,3 +330,20 @@ def test_a_campaign_receiving_recipients_is_not_completed_under_the_import(
     assert db.session.get(Campaign, campaign.id).status == "running"
     assert dispatch(app).completed_campaigns == []
     assert _statuses(campaign.id) == {"queued": 1}
+
+
+def test_a_domain_under_back_off_waits_until_it_ends_and_others_go(app, factory):
+    from app.models import DomainBackoff
+
+    _fast_account(factory)
+    campaign = factory.create_campaign(status="running")
+    factory.create_recipients(campaign, _emails(3, "slow.example") + _emails(2, "fine.example"))
+    until = datetime.now(UTC) + timedelta(minutes=2)
+    db.session.add(DomainBackoff(domain="slow.example", until=until, reason="450 4.2.0"))
+    db.session.commit()
+    result = dispatch(app)
+    assert (result.queued, result.backed_off) == (2, 3)
+    held = db.session.execute(select(Recipient).where(Recipient.domain == "slow.example")).scalars()
+    assert {(r.status, r.next_attempt_at) for r in held} == {("pending", until)}
+    assert dispatch(app).claimed == 0  # not rescanned before the back-off ends
+    assert dispatch(app, now=until + timedelta(seconds=1)).queued == 3
