@@ -386,3 +386,18 @@ def test_scripted_server_drops_connections_before_the_greeting(smtp_server):
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=5) as client:
         assert client.noop()[0] == 250
     assert smtp_server.connections == 2
+
+
+def test_the_api_shows_why_a_guard_paused_the_campaign_and_resume_clears_it(
+    app, api, factory, smtp_server
+):
+    factory.create_account(**smtp_account(smtp_server), daily_limit=100)
+    campaign = _running(factory, [f"u{i}@example.org" for i in range(8)])
+    smtp_server.fail_all(554, "5.7.1 Message rejected: content policy violation")
+    run_until_idle(app)
+    shown = api.get(f"/api/v1/campaigns/{campaign.id}").get_json()
+    assert shown["status"] == "paused"
+    assert "content refused" in shown["paused_reason"]
+    assert api.post(f"/api/v1/campaigns/{campaign.id}/resume").get_json()["paused_reason"] is None
+    paused = api.post(f"/api/v1/campaigns/{campaign.id}/pause").get_json()
+    assert paused["paused_reason"] == "paused by an operator"

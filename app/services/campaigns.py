@@ -36,7 +36,7 @@ EVENTS = {
 _SHOWN = (
     "id", "name", "status", "subject", "body_text", "body_html", "from_name", "account_tags",
     "account_ids", "window", "daily_cap", "field_names", "created_at", "updated_at",
-    "started_at", "completed_at",
+    "started_at", "completed_at", "paused_reason",
 )  # fmt: skip
 
 
@@ -151,6 +151,9 @@ def change_status(session: Session, campaign_id: int, action: str) -> dict[str, 
     stmt = update(Campaign).where(
         Campaign.id == campaign_id, Campaign.status.in_([s.value for s in sources])
     )
+    # A guard that paused the campaign says why; an operator's pause says so, and going
+    # back to running clears the reason.
+    values["paused_reason"] = "paused by an operator" if action == "pause" else None
     if action == "start":
         values["started_at"] = func.now()
         stmt = stmt.where(exists().where(Recipient.campaign_id == Campaign.id))

@@ -300,6 +300,8 @@ class CampaignSchema(ma.Schema):
     updated_at = fields.DateTime(required=True)
     started_at = fields.DateTime(required=True, allow_none=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
+    # Why it is paused: a guard's reason (content refusals ...) or "paused by an operator".
+    paused_reason = fields.String(required=True, allow_none=True)
 
 
 class CampaignPageSchema(PageSchema):
