@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     credentials_key: SecretStr
     public_base_url: str = "http://localhost:5000"
     company_address: str
+    # The first client, created by migration 0003, which owns every row that existed before.
+    default_client_name: str = Field("default", min_length=1, max_length=200)
     sandbox_smtp_url: str | None = None
 
     telegram_bot_token: SecretStr | None = None

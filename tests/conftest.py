@@ -110,6 +110,11 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         db.session.remove()
         with db.engine.begin() as conn:
             conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            # Migration 0003 made the default client (id 1); tests start with it alone.
+            conn.exec_driver_sql(
+                "INSERT INTO clients (name) VALUES (%s)",
+                (app.extensions["settings"].default_client_name,),
+            )
     yield
     with app.app_context():
         db.session.remove()

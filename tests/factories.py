@@ -10,9 +10,17 @@ from flask import current_app
 
 from app.crypto import SecretBox
 from app.extensions import db
-from app.models import Account, Campaign, Recipient, Suppression
+from app.models import Account, Campaign, Client, Recipient, Suppression
 
 _seq = itertools.count(1)
+
+
+def create_client(**overrides: Any) -> Client:
+    """A client besides the default one (id 1, made by the clean-state fixture)."""
+    client = Client(**{"name": f"client {next(_seq)}", **overrides})
+    db.session.add(client)
+    db.session.commit()
+    return client
 
 
 def create_account(**overrides: Any) -> Account:
@@ -74,9 +82,12 @@ def create_recipients(campaign: Campaign, emails: list[str], **overrides: Any) -
     return rows
 
 
-def suppress(value: str, reason: str = "manual") -> Suppression:
+def suppress(value: str, reason: str = "manual", client_id: int | None = None) -> Suppression:
+    """A global suppression, or one client's (an unsubscribe) with `client_id`."""
     kind = "email" if "@" in value else "domain"
-    row = Suppression(kind=kind, value=value.lower(), reason=reason, source="test")
+    row = Suppression(
+        kind=kind, value=value.lower(), reason=reason, source="test", client_id=client_id
+    )
     db.session.add(row)
     db.session.commit()
     return row

@@ -7,6 +7,7 @@ from app.models.backoffs import DomainBackoff
 from app.models.base import Base
 from app.models.blacklist import BlacklistCheck
 from app.models.campaigns import OPEN_STATUSES, TRANSITIONS, Campaign, CampaignStatus
+from app.models.clients import Client, ClientStatus, UserClient, UserRole
 from app.models.events import Event, EventType
 from app.models.limits import SCOPES, LimitOverride
 from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
@@ -25,6 +26,8 @@ __all__ = [
     "BlacklistCheck",
     "Campaign",
     "CampaignStatus",
+    "Client",
+    "ClientStatus",
     "DomainBackoff",
     "Event",
     "EventType",
@@ -35,4 +38,6 @@ __all__ = [
     "SuppressionKind",
     "SuppressionReason",
     "User",
+    "UserClient",
+    "UserRole",
 ]

@@ -3,10 +3,21 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ARRAY, Boolean, DateTime, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, created_at_column, updated_at_column
+from app.models.clients import client_id_column
 
 
 class AccountStatus(StrEnum):
@@ -19,9 +30,11 @@ class Account(Base):
     """A sender account in the pool. The SMTP secret is Fernet-encrypted (app.crypto)."""
 
     __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("client_id", "name", name="uq_accounts_client_name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    client_id: Mapped[int] = client_id_column()
+    name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(32))
     email: Mapped[str] = mapped_column(String(320))
     sending_domain: Mapped[str] = mapped_column(String(255), index=True)

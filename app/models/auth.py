@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import DateTime, String
+from sqlalchemy import Boolean, DateTime, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, created_at_column
+from app.models.clients import client_id_column
 
 
 class ApiKey(Base):
@@ -15,6 +16,9 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The client the key acts for; an admin key may act for another (X-Sendfleet-Client).
+    client_id: Mapped[int] = client_id_column()
+    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))

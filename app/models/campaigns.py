@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, created_at_column, updated_at_column
+from app.models.clients import client_id_column
 
 
 class CampaignStatus(StrEnum):
@@ -38,6 +39,7 @@ class Campaign(Base):
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = client_id_column()
     name: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str] = mapped_column(Text)
     body_text: Mapped[str] = mapped_column(Text)

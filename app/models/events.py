@@ -46,10 +46,13 @@ class Event(Base):
         Index("ix_events_campaign_created", "campaign_id", "created_at"),
         Index("ix_events_recipient", "recipient_id"),
         Index("ix_events_account_created", "account_id", "created_at"),
+        Index("ix_events_client_created", "client_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
+    # Plain integer like the other ids here; NULL where the writer does not know it yet.
+    client_id: Mapped[int | None] = mapped_column(Integer)
     campaign_id: Mapped[int | None] = mapped_column(Integer)
     recipient_id: Mapped[int | None] = mapped_column(BigInteger)
     account_id: Mapped[int | None] = mapped_column(Integer)

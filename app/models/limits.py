@@ -6,6 +6,7 @@ from sqlalchemy import CheckConstraint, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, created_at_column, updated_at_column
+from app.models.clients import client_id_column
 
 SCOPES = ("system", "account", "sending_domain", "recipient_domain")
 
@@ -24,6 +25,7 @@ class LimitOverride(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = client_id_column()
     scope: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String(320))
     per_minute: Mapped[int | None] = mapped_column(Integer)

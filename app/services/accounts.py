@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.crypto import SecretBox
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.models import Account, AccountStatus, Event, EventType, Recipient, RecipientStatus
+from app.services.clients import owner
 from app.settings import Settings
 from rotator.limiter import Limiter, Scope, Window
 from rotator.providers import ProviderPreset, UnknownProvider, get_preset
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86400
 DEFAULT_PAUSE_REASON = "paused by operator"
-NAME_CONSTRAINT = "uq_accounts_name"
+NAME_CONSTRAINT = "uq_accounts_client_name"
 # Columns shown as they are stored; the secret never is.
 _SHOWN = (
     "id", "name", "provider", "email", "sending_domain", "from_name", "host", "port",
@@ -36,10 +37,14 @@ _SHOWN = (
 )  # fmt: skip
 
 
-def create_account(session: Session, data: Mapping[str, Any], settings: Settings) -> Account:
-    """`data` as AccountCreateSchema loads it; the preset fills what is not given."""
+def create_account(
+    session: Session, data: Mapping[str, Any], settings: Settings, *, client_id: int | None = None
+) -> Account:
+    """`data` as AccountCreateSchema loads it; the preset fills what is not given. Without
+    `client_id` the account is the default client's."""
     preset = _preset(data["provider"])
     account = Account(
+        **owner(client_id),
         name=data["name"],
         provider=preset.name,
         email=data["email"],

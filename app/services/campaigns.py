@@ -21,6 +21,7 @@ from app.models import (
     RecipientStatus,
 )
 from app.services import imports
+from app.services.clients import owner
 from app.services.templating import campaign_templates, check_templates
 from app.settings import Settings
 from rotator.templates import CompiledTemplates
@@ -47,6 +48,7 @@ def create_campaign(
     *,
     csv: BinaryIO | None = None,
     email_column: str | None = None,
+    client_id: int | None = None,
 ) -> tuple[Campaign, imports.ImportReport]:
     """The campaign, its recipients (from `csv`, else `data["recipients"]`) and the
     template checks of app.services.templating. The caller's transaction holds it all:
@@ -57,6 +59,7 @@ def create_campaign(
     if data.get("account_ids"):
         _check_accounts_exist(session, data["account_ids"])
     campaign = Campaign(
+        **owner(client_id),
         name=data["name"],
         subject=data["subject"],
         body_text=data["body_text"],

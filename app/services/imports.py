@@ -387,7 +387,8 @@ def _finish(
         text(
             f"""
             CREATE TEMP TABLE {rej} ON COMMIT DROP AS
-            SELECT r.row_no, r.email,
+            -- DISTINCT ON: a value may be suppressed globally and by clients (two rows).
+            SELECT DISTINCT ON (r.row_no) r.row_no, r.email,
                    CASE WHEN r.row_no <> r.first_row OR ex.id IS NOT NULL
                         THEN 'duplicate' ELSE 'suppressed' END AS kind,
                    CASE WHEN r.row_no <> r.first_row THEN 'duplicate of row ' || r.first_row

@@ -57,10 +57,12 @@ def add_suppression(
     new_id = session.execute(
         pg_insert(Suppression)
         .values(kind=kind.value, value=value, reason=reason, source=source)
-        .on_conflict_do_nothing(index_elements=[Suppression.value])
+        .on_conflict_do_nothing(index_elements=[Suppression.client_id, Suppression.value])
         .returning(Suppression.id)
     ).scalar_one_or_none()
-    row = session.execute(select(Suppression).where(Suppression.value == value)).scalar_one()
+    row = session.execute(
+        select(Suppression).where(Suppression.value == value, Suppression.client_id.is_(None))
+    ).scalar_one()
     if new_id is not None:
         suppress_waiting_recipients(session, kind, value, source=source)
     return row, new_id is not None
@@ -172,8 +174,12 @@ def find_suppression(session: Session, raw: str) -> Suppression:
         value = raw.strip().lower()
     row = None
     if "\x00" not in value:  # PostgreSQL text cannot hold NUL: such a value is never stored
+        # A value may be suppressed globally and by clients; the global row comes first.
         row = session.execute(
-            select(Suppression).where(Suppression.value == value)
+            select(Suppression)
+            .where(Suppression.value == value)
+            .order_by(Suppression.client_id.nulls_first(), Suppression.id)
+            .limit(1)
         ).scalar_one_or_none()
     if row is None:
         raise NotFound(f"{raw!r} is not suppressed")

@@ -86,7 +86,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, source: str) -> boo
             reason=SuppressionReason.UNSUBSCRIBED.value,
             source=source,
         )
-        .on_conflict_do_nothing(index_elements=["value"])
+        .on_conflict_do_nothing(index_elements=["client_id", "value"])
         .returning(Suppression.id)
     ).first()
     # Rows still waiting in any campaign will not be sent; the send path re-checks as well.

@@ -54,7 +54,7 @@ SUPPRESS_BOUNCE = text(
     """
     INSERT INTO suppressions (kind, value, reason, source)
     VALUES ('email', :email, 'bounced', :source)
-    ON CONFLICT (value) DO NOTHING
+    ON CONFLICT (client_id, value) DO NOTHING
     """
 )
 
