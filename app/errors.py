@@ -48,6 +48,11 @@ class Unauthorized(DomainError):
     code = "unauthorized"
 
 
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
 def error_response(
     status: int, code: str, message: str, field: str | None = None, **extra: Any
 ) -> Response:

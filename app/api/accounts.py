@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 from flask_smorest import Blueprint
 
 from app.api import require_json_body
@@ -49,7 +49,9 @@ def create_account(data: dict[str, Any]) -> dict[str, Any]:
     """Create an account; the provider preset fills host, port, security, username and
     daily_limit when they are not given. The password is stored encrypted."""
     with unit_of_work() as session:
-        account = accounts.create_account(session, data, current_app.extensions["settings"])
+        account = accounts.create_account(
+            session, data, current_app.extensions["settings"], client_id=g.client_id
+        )
     return _state(account)[0]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, BinaryIO, cast
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 
 from app.api import MULTIPART, accepts_upload, json_body, require_json_body
@@ -157,7 +157,7 @@ def create_campaign() -> dict[str, Any]:
         data = _rows(CampaignCreateSchema())
     with unit_of_work() as session:
         campaign, report = campaigns.create_campaign(
-            session, data, settings, csv=csv, email_column=email_column
+            session, data, settings, csv=csv, email_column=email_column, client_id=g.client_id
         )
     return {"id": campaign.id, **report.as_dict()}
 

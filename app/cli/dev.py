@@ -24,7 +24,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.api.auth import create_key, hash_key
 from app.crypto import SecretBox
 from app.db import unit_of_work
-from app.models import Account, ApiKey, User
+from app.models import Account, ApiKey, User, UserRole
+from app.services.clients import add_member
 
 DEFAULT_EMAIL = "admin@example.com"
 KEY_NAME = "make run"
@@ -102,6 +103,8 @@ def _fresh_login(session: Session, email: str) -> FirstLogin:
             f"the database already has users: reset the password of the first one, {user.email}"
         )
     user.password_hash = generate_password_hash(password)
+    if user.id is None:  # new: the dev's own installation, so admin of its first client
+        add_member(session, user, None, UserRole.ADMIN)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     row, key = create_key(session, f"{KEY_NAME} {stamp}")
     notes.append(f"created API key {row.id} ({row.name}); older keys stay valid")

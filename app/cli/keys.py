@@ -8,7 +8,9 @@ from sqlalchemy import select, update
 
 from app.api.auth import create_key
 from app.db import unit_of_work
+from app.errors import NotFound
 from app.models import ApiKey
+from app.services.clients import default_client_id, get_client
 
 
 @click.group(cls=AppGroup, help="API keys: create, list, revoke.")
@@ -18,10 +20,24 @@ def keys() -> None:
 
 @keys.command("create", help="Create an API key; prints the key alone on the last line.")
 @click.argument("name")
-def create(name: str) -> None:
+@click.option(
+    "--client", "client_id", type=int, help="The client's id (default: the default client)."
+)
+@click.option("--admin", is_flag=True, help="May manage clients and act for any client.")
+def create(name: str, client_id: int | None, admin: bool) -> None:
     with unit_of_work() as session:
-        row, key = create_key(session, name)
-    click.echo(f"Created API key {row.id} ({name}). It is shown once; store it now:", err=True)
+        try:
+            client = get_client(session, client_id or default_client_id(session))
+        except NotFound as exc:
+            raise click.BadParameter(exc.message, param_hint="--client") from None
+        row, key = create_key(session, name, client_id=client.id, is_admin=admin)
+        client_name = client.name
+    kind = "admin API key" if admin else "API key"
+    click.echo(
+        f"Created {kind} {row.id} ({name}) of client {row.client_id} ({client_name}). "
+        "It is shown once; store it now:",
+        err=True,
+    )
     click.echo(key)
 
 
@@ -32,7 +48,11 @@ def list_keys() -> None:
     for row in rows:
         state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
-        click.echo(f"{row.id}\t{row.name}\t{row.prefix}…\t{state}\tlast used {used}")
+        admin = "\tadmin" if row.is_admin else ""
+        click.echo(
+            f"{row.id}\t{row.name}\t{row.prefix}…\tclient {row.client_id}\t{state}"
+            f"\tlast used {used}{admin}"
+        )
 
 
 @keys.command("revoke", help="Revoke an API key by id.")

@@ -7,7 +7,9 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from app.db import unit_of_work
-from app.models import User
+from app.errors import NotFound
+from app.models import User, UserRole
+from app.services.clients import add_member
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -32,13 +34,29 @@ def _checked(email: str, password: str) -> str:
 @users.command("create", help="Create a UI user; the password comes from --password or a prompt.")
 @click.argument("email")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-def create(email: str, password: str) -> None:
+@click.option(
+    "--client", "client_id", type=int, help="The client's id (default: the default client)."
+)
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in UserRole]),
+    default=UserRole.MEMBER.value,
+    show_default=True,
+    help="The user's role in that client.",
+)
+def create(email: str, password: str, client_id: int | None, role: str) -> None:
     email = _checked(email, password)
     with unit_of_work() as session:
         if session.execute(select(User.id).where(User.email == email)).first():
             raise click.ClickException(f"a user {email} already exists")
-        session.add(User(email=email, password_hash=generate_password_hash(password)))
-    click.echo(f"Created user {email}.")
+        user = User(email=email, password_hash=generate_password_hash(password))
+        session.add(user)
+        try:
+            membership = add_member(session, user, client_id, UserRole(role))
+        except NotFound as exc:
+            raise click.BadParameter(exc.message, param_hint="--client") from None
+        joined = membership.client_id
+    click.echo(f"Created user {email}, {role} of client {joined}.")
 
 
 @users.command("set-password", help="Set a UI user's password, from --password or a prompt.")
