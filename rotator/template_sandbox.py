@@ -4,7 +4,8 @@ Attribute escapes (`''.__class__`) are Jinja's sandbox; what it does not bound i
 big a value a template can build or how long it can loop: `([s]*n)|join`,
 `'%3000000s' % x`, `'{:>N}'.format(x)`, `|center(N)`, `|indent`, `|wordwrap`,
 `replace('', big)`, nested `range` loops, `{% set x = x ~ x %}` repeated. The accounting
-is in rotator.template_budget; this module puts a check on every way a template makes
+is in rotator.template_budget, the size estimates in rotator.template_estimates; this
+module puts a check on every way a template makes
 a value or spends time:
 
 * ImmutableSandboxedEnvironment: no `list.append` / `dict.update`, which would grow a
@@ -36,7 +37,7 @@ person who wrote `{{ company | default("your team") }}`.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from functools import update_wrapper
 from typing import Any, cast
 
@@ -49,14 +50,17 @@ from jinja2.visitor import NodeTransformer
 from markupsafe import EscapeFormatter, Markup
 
 from rotator.template_budget import (
-    Budget,
     current,
     format_spec_width,
-    percent_size,
     weight,
 )
-
-Check = Callable[..., Any]
+from rotator.template_estimates import (
+    FILTER_CHECKS,
+    as_int,
+    check_binop,
+    check_method,
+    text_size,
+)
 
 
 def blank_default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
@@ -84,7 +88,7 @@ def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
 def bounded_concat(eval_ctx: Any, *values: Any) -> str:
     budget = current()
     budget.tick()
-    budget.allow(_text_size(budget, values), "a ~ concatenation")
+    budget.allow(text_size(budget, values), "a ~ concatenation")
     if eval_ctx.autoescape or eval_ctx.volatile:
         return markup_join(values)
     return str_join(values)
@@ -118,167 +122,6 @@ def _finalize(value: Any) -> Any:
 _OWN: tuple[Callable[..., Any], ...] = (bounded_iter, bounded_concat, bounded_value)
 
 
-def _text_size(budget: Budget, values: Iterable[Any]) -> int:
-    """An upper estimate of the text of `values` (str() of a container escapes)."""
-    limit = budget.limits.max_chars
-    size = 0
-    for value in values:
-        size += len(value) if type(value) is str else weight(value, limit) * 6
-        if size > limit:
-            break
-    return size
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _len(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes) else 0
-
-
-# --- estimates for operators, methods and filters -----------------------------------
-
-
-def _check_binop(budget: Budget, operator: str, left: Any, right: Any) -> None:
-    limit = budget.limits.max_chars
-    if operator == "*":
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | bytes) and _int(times) > 0:
-                budget.allow(len(seq) * _int(times), "a * repetition")
-            elif isinstance(seq, list | tuple) and _int(times) > 0:
-                budget.allow(weight(seq, limit) * _int(times), "a * repetition")
-        if _int(left) and _int(right):
-            budget.allow_int(left.bit_length() + right.bit_length(), "a * product")
-    elif operator == "**":
-        if _int(left) not in (0, 1, -1) and _int(right) > 0:
-            budget.allow_int(abs(left).bit_length() * right, "a ** power")
-    elif operator == "+":
-        if isinstance(left, str | bytes | list | tuple) and isinstance(right, type(left)):
-            budget.allow(weight(left, limit) + weight(right, limit), "a + concatenation")
-    elif operator == "%" and isinstance(left, str | bytes):
-        fmt = left if isinstance(left, str) else left.decode("latin-1")
-        budget.allow(percent_size(budget, fmt, right), "a % format")
-
-
-def _replace_size(s: Any, old: Any, new: Any, count: Any) -> int:
-    if not isinstance(s, str | bytes) or not isinstance(old, type(s)):
-        return 0
-    if not isinstance(new, str | bytes):
-        return len(s)
-    found = len(s) + 1 if not old else s.count(old)  # type: ignore[arg-type]
-    if isinstance(count, int) and count >= 0:
-        found = min(found, count)
-    return len(s) + found * max(0, len(new) - len(old))
-
-
-def _check_method(budget: Budget, owner: Any, name: str, args: tuple[Any, ...], kwargs: Any) -> Any:
-    """Estimates of the str / bytes methods that amplify; returns args (join's may be
-    materialised)."""
-    what = f"{type(owner).__name__}.{name}()"
-    if name in ("center", "ljust", "rjust", "zfill"):
-        width = args[0] if args else kwargs.get("width", 0)
-        budget.allow(_int(width), what)
-    elif name == "expandtabs":
-        size = args[0] if args else kwargs.get("tabsize", 8)
-        tab = "\t" if isinstance(owner, str) else b"\t"
-        budget.allow(len(owner) + owner.count(tab) * _int(size), what)
-    elif name == "join" and args:
-        items = list(args[0])
-        budget.allow(_text_size(budget, items) + len(owner) * len(items), what)
-        args = (items, *args[1:])
-    elif name == "replace" and len(args) >= 2:
-        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
-        budget.allow(_replace_size(owner, args[0], args[1], count), what)
-    elif name == "translate" and args and isinstance(args[0], Mapping):
-        longest = max((_len(v) for v in args[0].values()), default=1)
-        budget.allow(len(owner) * max(1, longest), what)
-    return args
-
-
-def _check_center(b: Budget, value: Any, width: Any = 80) -> None:
-    b.allow(_len(value) + _int(width), "center()")
-
-
-def _check_indent(
-    b: Budget, s: Any, width: Any = 4, first: Any = False, blank: Any = False
-) -> None:
-    step = len(width) if isinstance(width, str) else _int(width)
-    lines = s.count("\n") + 1 if isinstance(s, str) else 1
-    b.allow(_len(s) + lines * step, "indent()")
-
-
-def _check_wordwrap(
-    b: Budget,
-    s: Any,
-    width: Any = 79,
-    break_long_words: Any = True,
-    wrapstring: Any = None,
-    break_on_hyphens: Any = True,
-) -> None:
-    if not isinstance(s, str):
-        return
-    wrap = len(wrapstring) if isinstance(wrapstring, str) else 1
-    lines = len(s) // max(_int(width), 1) + s.count(" ") + s.count("\n") + 1
-    b.allow(len(s) + lines * wrap, "wordwrap()")
-
-
-def _check_replace(b: Budget, s: Any, old: Any, new: Any, count: Any = None) -> None:
-    b.allow(_replace_size(s, old, new, -1 if count is None else count), "replace()")
-
-
-def _check_join(b: Budget, value: Any, d: Any = "", attribute: Any = None) -> list[Any]:
-    items = list(value)
-    b.allow(_text_size(b, items) + _len(d) * len(items), "join()")
-    return items
-
-
-def _check_format(b: Budget, value: Any, *args: Any, **kwargs: Any) -> None:
-    b.allow(percent_size(b, str(value), kwargs or args), "format()")
-
-
-def _check_batch(b: Budget, value: Any, linecount: Any, fill_with: Any = None) -> None:
-    b.allow_count(_int(linecount), "batch()")
-
-
-def _check_slice(b: Budget, value: Any, slices: Any, fill_with: Any = None) -> None:
-    b.allow_count(_int(slices), "slice()")
-
-
-def _check_urlize(
-    b: Budget,
-    value: Any,
-    trim_url_limit: Any = None,
-    nofollow: Any = False,
-    target: Any = None,
-    rel: Any = None,
-    extra_schemes: Any = None,
-) -> None:
-    extra = _len(target) + _len(rel) + 40  # added to every link
-    b.allow(2 * _len(value) + (_len(value) // 8 + 1) * extra, "urlize()")
-
-
-def _check_nested_dump(b: Budget, value: Any, indent: Any = None) -> None:
-    step = 1 if indent is None else _int(indent)
-    size = weight(value, b.limits.max_chars)
-    b.allow(size * 6 + size * step * min(size, 1000), "a JSON or pprint dump")
-
-
-_FILTER_CHECKS: dict[str, Check] = {
-    "center": _check_center,
-    "indent": _check_indent,
-    "wordwrap": _check_wordwrap,
-    "replace": _check_replace,
-    "join": _check_join,
-    "format": _check_format,
-    "batch": _check_batch,
-    "slice": _check_slice,
-    "urlize": _check_urlize,
-    "tojson": _check_nested_dump,
-    "pprint": lambda b, value: _check_nested_dump(b, value, None),
-}
-
-
 @pass_environment
 def bounded_sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
     if attribute is not None:
@@ -292,7 +135,7 @@ def bounded_sum(environment: Any, iterable: Any, attribute: Any = None, start: A
 def _bounded_filter(name: str, inner: Callable[..., Any]) -> Callable[..., Any]:
     """The filter, behind a step, its estimate (if it has one) and a check of its result."""
     pass_arg = getattr(inner, "jinja_pass_arg", None)
-    check = _FILTER_CHECKS.get(name)
+    check = FILTER_CHECKS.get(name)
     what = f"the result of the {name} filter"
 
     @pass_context
@@ -319,7 +162,7 @@ def _bounded_filter(name: str, inner: Callable[..., Any]) -> Callable[..., Any]:
 
 def _bounded_lipsum(inner: Callable[..., str]) -> Callable[..., str]:
     def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
-        current().allow(_int(n) * _int(max) * 12, "lipsum()")
+        current().allow(as_int(n) * as_int(max) * 12, "lipsum()")
         return inner(n, html, min, max)
 
     return lipsum
@@ -414,9 +257,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         budget = current()
         budget.tick()
-        _check_binop(budget, operator, left, right)
+        check_binop(budget, operator, left, right)
         result = self.binop_table[operator](left, right)
-        if _int(result):
+        if as_int(result):
             budget.allow_int(result.bit_length(), f"a {operator} result")
         return budget.bound(result, f"a {operator} result")
 
@@ -428,10 +271,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if isinstance(owner, str | bytes):
-            args = _check_method(budget, owner, name, args, kwargs)
+            args = check_method(budget, owner, name, args, kwargs)
         if isinstance(__obj, types.BuiltinMethodType | types.BuiltinFunctionType):
             for arg in (*args, *kwargs.values()):
-                budget.allow(abs(_int(arg)), f"an argument of {name}()")
+                budget.allow(abs(as_int(arg)), f"an argument of {name}()")
         result = super().call(__context, __obj, *args, **kwargs)
         return budget.bound(result, f"the result of {name or 'a call'}()")
 
