@@ -43,95 +43,16 @@ from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
 from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
 from worker.jobs.reservations import release_reservations
+from worker.jobs.send_sql import (
+    CLAIM,
+    FINISH_SENT_THEN_CLAIM,
+    HAND_BACK_QUEUED,
+    MARK_HELD,
+    RELEASE_HELD,
+    SUPPRESS_CLAIMED,
+)
 
 log = logging.getLogger(__name__)
-
-CLAIM = text(
-    """
-    UPDATE recipients AS r
-    SET status = 'sending', sending_since = :now, updated_at = :now,
-        attempts = r.attempts + 1, message_id = :message_id, claimed_by = :holder
-    FROM campaigns AS c, accounts AS a
-    WHERE r.id = :id AND r.status = 'queued' AND r.account_id = :account_id
-      AND c.id = r.campaign_id AND c.status = 'running'
-      AND a.id = r.account_id AND a.status = 'active'
-    RETURNING r.campaign_id, r.email, r.domain, r.fields, r.attempts, r.reservation,
-        EXISTS (SELECT 1 FROM suppressions s
-                WHERE s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
-            AS suppressed
-    """
-)
-
-# The common case in one round trip: record message k as sent (with its event) and claim
-# message k+1, committed together. Data-modifying CTEs run whether or not they are read.
-FINISH_SENT_THEN_CLAIM = text(
-    """
-    WITH done AS (
-        UPDATE recipients
-        SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
-            last_smtp_code = :code, last_smtp_text = :reply
-        WHERE id = :done_id AND status = 'sending'
-        RETURNING id, campaign_id, account_id
-    ), logged AS (
-        INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
-        SELECT 'sent', campaign_id, id, account_id, CAST(:data AS jsonb) FROM done
-    )
-    """
-    + CLAIM.text
-)
-
-# A queued row that may not go now (campaign paused or cancelled, account left rotation):
-# back to the dispatcher. RETURNING shows new values, so the reservation to release is
-# read from the locked snapshot `held`.
-HAND_BACK_QUEUED = text(
-    """
-    WITH held AS (
-        SELECT id, reservation FROM recipients
-        WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
-        FOR UPDATE
-    )
-    UPDATE recipients AS r
-    SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
-        claimed_by = NULL, updated_at = :now
-    FROM held
-    WHERE r.id = held.id AND r.status = 'queued'
-    RETURNING r.id, r.campaign_id, r.domain, held.reservation,
-              CAST(:account_id AS int) AS account_id
-    """
-)
-
-# At task start: this process holds the batch's queued rows, so recovery returns them to
-# `pending` as soon as it dies instead of after QUEUED_STALE_SECONDS (acks_late: the broker
-# would redeliver the task only after its visibility timeout).
-MARK_HELD = text(
-    """
-    UPDATE recipients SET claimed_by = :holder
-    WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
-    """
-)
-
-# A batch that stops on an exception gives up its rows: this process lives on, so its
-# heartbeat would keep recovery away from them for good. Without a holder the age rules
-# apply: queued ones go back after QUEUED_STALE_SECONDS, and one left `sending` (its outcome
-# never written) becomes `unknown` after SEND_LEASE_SECONDS, never resent.
-RELEASE_HELD = text(
-    """
-    UPDATE recipients SET claimed_by = NULL
-    WHERE id = ANY(:ids) AND status IN ('queued', 'sending') AND claimed_by = :holder
-    """
-)
-
-SUPPRESS_CLAIMED = text(
-    """
-    WITH moved AS (
-        UPDATE recipients SET status = 'suppressed', sending_since = NULL, updated_at = :now
-        WHERE id = :id AND status = 'sending'
-        RETURNING id, campaign_id, account_id
-    )
-    INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
-    SELECT 'suppressed', campaign_id, id, account_id, '{"stage": "send"}'::jsonb FROM moved
-    """
-)
 
 _pool: SmtpPool | None = None
 _pool_pid: int | None = None
