@@ -7,7 +7,7 @@ file peaks at ~115 MB RSS, of which ~100 MB is the app itself; see bench/import.
 1. The campaign row is locked (FOR NO KEY UPDATE: recipients' foreign-key checks
    still pass) so two imports into one campaign, or an import and a cancel, take
    turns and the report's figures stay exact.
-2. Python streams the input once: decoding and CSV parsing (csv_reader), address
+2. Python streams the input once (import_lines): decoding and CSV parsing (csv_reader), address
    validation (addresses; per-domain cache). Invalid rows are counted here and the
    first `import_error_limit` of them kept; nothing else about a row outlives it.
 3. Valid rows stream through COPY into a temporary staging table with their row
@@ -36,21 +36,17 @@ exactly one of imported / invalid / duplicate / suppressed.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidInput, NotFound, PayloadTooLarge
+from app.errors import InvalidInput, NotFound
 from app.models import Campaign, CampaignStatus, Event, EventType
-from app.services.addresses import AddressValidator, ValidAddress
-from app.services.csv_headers import Header, field_name, is_email_header
+from app.services.addresses import AddressValidator
 from app.services.csv_reader import CsvSource
 from app.services.import_fields import (
     FieldsSql,
@@ -59,27 +55,16 @@ from app.services.import_fields import (
     json_fields,
     sample_rows,
 )
+from app.services.import_lines import RowError, Tally, csv_copy_lines, json_copy_lines
 from app.services.staging import Staging
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
-ERROR_EMAIL_CHARS: Final = 320
 # Sorting a million staged addresses in memory rather than on disk; LOCAL, so only
 # for this transaction.
 WORK_MEM: Final = "128MB"
-
-_NULL: Final = "\\N"
-_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
-
-
-@dataclass
-class RowError:
-    row: int
-    email: str | None
-    reason: str
 
 
 @dataclass
@@ -137,10 +122,10 @@ def import_csv(
     max_bytes = settings.import_max_bytes if limit_bytes else None
     source = CsvSource(stream, max_bytes=max_bytes, email_column=email_column)
     header = source.read_header()
-    tally = _Tally(settings.import_error_limit)
+    tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
     staging = Staging(session, text_columns=len(header.names))
-    staging.copy(_csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
+    staging.copy(csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
     if tally.rows == 0:
         raise InvalidInput("the file has a header row but no data rows", field="file")
     report = _finish(session, campaign_id, staging, tally, csv_fields(header), template_fields)
@@ -177,27 +162,14 @@ def import_rows(
     :raises PayloadTooLarge: more than import_max_rows rows (field "recipients").
     """
     _lock_campaign(session, campaign_id)
-    tally = _Tally(settings.import_error_limit)
+    tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
     names: set[str] = set()
     staging = Staging(session, text_columns=0)
-    staging.copy(_json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
+    staging.copy(json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
     if tally.rows == 0:
         raise InvalidInput("no recipients given", field="recipients")
     return _finish(session, campaign_id, staging, tally, json_fields(names), template_fields)
-
-
-@dataclass
-class _Tally:
-    error_limit: int
-    rows: int = 0
-    invalid: int = 0
-    errors: list[RowError] = field(default_factory=list)
-
-    def reject(self, row: int, email: str | None, reason: str) -> None:
-        self.invalid += 1
-        if len(self.errors) < self.error_limit:
-            self.errors.append(RowError(row, _shown(email), reason))
 
 
 def _lock_campaign(session: Session, campaign_id: int) -> None:
@@ -214,166 +186,11 @@ def _lock_campaign(session: Session, campaign_id: int) -> None:
         )
 
 
-def _csv_copy_lines(
-    source: CsvSource,
-    header: Header,
-    validator: AddressValidator,
-    tally: _Tally,
-    max_rows: int,
-) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, address columns, then every cell."""
-    width = len(header.names)
-    email_index = header.email_index
-    check = validator.check
-    rows = 0
-    try:
-        for row_no, cells in source.rows():
-            rows += 1
-            if rows > max_rows:
-                raise PayloadTooLarge(
-                    f"the file has more than {max_rows:,} data rows, the import limit",
-                    field="file",
-                )
-            if len(cells) != width:
-                if len(cells) > width:
-                    if "".join(cells[width:]).strip():
-                        tally.reject(
-                            row_no,
-                            cells[email_index].strip(),
-                            f"the row has {len(cells)} values but the header has {width} columns",
-                        )
-                        continue
-                    cells = cells[:width]
-                else:
-                    cells = cells + [""] * (width - len(cells))
-            raw = cells[email_index].strip()
-            if not raw:
-                tally.reject(row_no, None, "no email address")
-                continue
-            address = check(raw)
-            if isinstance(address, str):
-                tally.reject(row_no, raw, address)
-                continue
-            joined = "\t".join(cells)
-            if (
-                joined.count("\t") != width - 1
-                or "\\" in joined
-                or "\n" in joined
-                or "\r" in joined
-            ):
-                joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
-            email, domain, ascii_domain = address
-            if domain == ascii_domain:
-                yield f"{row_no}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
-            else:
-                yield f"{row_no}\t{_address_columns(address)}\t{joined}\n"
-    finally:
-        tally.rows = rows
-
-
-def _json_copy_lines(
-    rows: Iterable[Mapping[str, Any]],
-    validator: AddressValidator,
-    tally: _Tally,
-    max_rows: int,
-    names: set[str],
-) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, address columns, fields as JSON."""
-    for row_no, row in enumerate(rows, 1):
-        tally.rows += 1
-        if tally.rows > max_rows:
-            raise PayloadTooLarge(
-                f"more than {max_rows:,} recipients, the import limit", field="recipients"
-            )
-        raw, fields = _json_row(row_no, row)
-        names.update(fields)
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            tally.reject(row_no, None, "no email address")
-            continue
-        if not isinstance(raw, str):
-            tally.reject(row_no, None, "the email address must be a string")
-            continue
-        raw = raw.strip()
-        address = validator.check(raw)
-        if isinstance(address, str):
-            tally.reject(row_no, raw, address)
-            continue
-        kept = {k: "" if v is None else v for k, v in fields.items()}
-        document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
-        # json.dumps escapes every control character; only its backslashes need COPY escapes.
-        yield f"{row_no}\t{_address_columns(address)}\t{document.replace(chr(92), chr(92) * 2)}\n"
-
-
-def _json_row(row_no: int, row: Mapping[str, Any]) -> tuple[object, dict[str, Any]]:
-    """(the email value, the other fields under normalised names) of one JSON recipient."""
-    where = f"recipients row {row_no}"
-    if not isinstance(row, Mapping):
-        raise InvalidInput(f"{where} must be an object", field="recipients")
-    email: object = None
-    email_key: str | None = None
-    fields: dict[str, Any] = {}
-    originals: dict[str, str] = {}
-    for key, value in row.items():
-        if not isinstance(key, str) or not key.strip():
-            raise InvalidInput(f"{where} has an empty key", field="recipients")
-        name = field_name(key, 0)
-        if is_email_header(name):
-            if email_key is not None:
-                raise InvalidInput(
-                    f"{where} has two email keys ({email_key!r} and {key!r})", field="recipients"
-                )
-            email, email_key = value, key
-            continue
-        if name in originals:
-            raise InvalidInput(
-                f"{where}: keys {originals[name]!r} and {key!r} both become the field {name!r}",
-                field="recipients",
-            )
-        originals[name] = key
-        fields[name] = _field_value(where, key, value)
-    return email, fields
-
-
-def _field_value(where: str, key: str, value: Any) -> Any:
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInput(f"{where}: {key!r} is not a finite number", field="recipients")
-        return value
-    if isinstance(value, str):
-        if _BAD_TEXT.search(value):
-            raise InvalidInput(
-                f"{where}: {key!r} contains a NUL or an invalid Unicode character",
-                field="recipients",
-            )
-        return value.strip()
-    raise InvalidInput(
-        f"{where}: {key!r} must be a string, a number, a boolean or null", field="recipients"
-    )
-
-
-def _address_columns(address: ValidAddress) -> str:
-    """email, domain, ascii_domain, ascii_email as COPY text (NULL when same as Unicode).
-
-    A valid address holds no backslash, tab or line break: nothing to escape."""
-    if address.ascii_domain == address.domain:
-        return f"{address.email}\t{address.domain}\t{_NULL}\t{_NULL}"
-    ascii_email = address.email[: -len(address.domain)] + address.ascii_domain
-    return f"{address.email}\t{address.domain}\t{address.ascii_domain}\t{ascii_email}"
-
-
-def _shown(email: str | None) -> str | None:
-    if email is None or len(email) <= ERROR_EMAIL_CHARS:
-        return email
-    return email[:ERROR_EMAIL_CHARS] + "…"
-
-
 def _finish(
     session: Session,
     campaign_id: int,
     staging: Staging,
-    tally: _Tally,
+    tally: Tally,
     fields: FieldsSql,
     template_fields: Collection[str],
 ) -> ImportReport:
