@@ -195,6 +195,17 @@ def api(client: FlaskClient, api_key: str) -> ApiClient:
 
 
 @pytest.fixture
+def admin_api(app: Flask, client: FlaskClient) -> ApiClient:
+    """An admin key of the default client (system limits, clients, X-Sendfleet-Client)."""
+    from app.api.auth import create_key
+    from app.db import unit_of_work
+
+    with app.app_context(), unit_of_work() as session:
+        _, key = create_key(session, "admin", is_admin=True)
+    return ApiClient(client, key)
+
+
+@pytest.fixture
 def factory(app: Flask) -> Iterator[Any]:
     from tests import factories
 

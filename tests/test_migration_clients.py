@@ -1,5 +1,6 @@
 """Migration 0003 on a database holding data of the previous schema (0002): every row
-survives and belongs to the default client, or stays global as DESIGN says."""
+survives and belongs to the default client, or stays global as DESIGN says. (0004, which
+moves limits and back-offs on, is tests/test_migration_client_scoping.py.)"""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def test_upgrade_keeps_every_row_and_gives_it_to_the_default_client(old_app):
         before = _counts(conn)
     assert all(before.values()), before
 
-    upgrade()
+    upgrade(revision="0003")
 
     with db.engine.connect() as conn:
         assert _counts(conn) == before
@@ -98,7 +99,7 @@ def test_upgrade_keeps_every_row_and_gives_it_to_the_default_client(old_app):
 
 
 def test_after_upgrade_names_are_unique_per_client_and_unsubscribes_per_client(old_app):
-    upgrade()
+    upgrade(revision="0003")
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO clients (name) VALUES ('Other')"))
         for client_id in (1, 2):
@@ -130,7 +131,7 @@ def test_after_upgrade_names_are_unique_per_client_and_unsubscribes_per_client(o
 
 
 def test_client_id_is_required_on_owned_rows_and_optional_on_events_and_suppressions(old_app):
-    upgrade()
+    upgrade(revision="0003")
     with db.engine.connect() as conn:
         nullable = _rows(
             conn,

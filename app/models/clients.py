@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, select
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, created_at_column, updated_at_column
@@ -24,17 +24,13 @@ class Client(Base):
     keys and figures stay apart from every other client's."""
 
     __tablename__ = "clients"
-    __table_args__ = (
-        CheckConstraint("status IN ('active', 'paused')", name="status"),
-        CheckConstraint("daily_cap IS NULL OR daily_cap >= 0", name="daily_cap"),
-        CheckConstraint("per_minute_cap IS NULL OR per_minute_cap >= 0", name="per_minute_cap"),
-    )
+    __table_args__ = (CheckConstraint("status IN ('active', 'paused')", name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     status: Mapped[str] = mapped_column(String(16), server_default=ClientStatus.ACTIVE.value)
-    daily_cap: Mapped[int | None] = mapped_column(Integer)
-    per_minute_cap: Mapped[int | None] = mapped_column(Integer)
+    # Why a paused client is paused (an operator, a guard); cleared on resume.
+    paused_reason: Mapped[str | None] = mapped_column(Text)
     # Alerts about this client go here; TELEGRAM_CHAT_ID when unset.
     telegram_chat_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
