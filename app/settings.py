@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     limit_sending_domain_per_day: int = Field(2000, ge=0)
     limit_recipient_domain_per_day: int = Field(20, ge=0)
     limit_freemail_per_day: int = Field(1000, ge=0)
+    # Every client's own caps unless overridden (PUT /limits/client/<id>); unset: none.
+    limit_client_per_minute: int | None = Field(None, ge=0)
+    limit_client_per_day: int | None = Field(None, ge=0)
     freemail_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: _csv(DEFAULT_FREEMAIL_DOMAINS)
     )

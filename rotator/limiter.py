@@ -1,4 +1,4 @@
-"""Four-scope sliding-window rate limiter: one Lua script, all or nothing, in Redis.
+"""Multi-scope sliding-window rate limiter: one Lua script, all or nothing, in Redis.
 
 "Sliding" means: never more than `limit` reservations in ANY `seconds`-long
 interval. A reservation made at t counts until t + seconds (exclusive), so a
@@ -27,6 +27,7 @@ class Scope(StrEnum):
     SENDING_DOMAIN = "sending_domain"
     RECIPIENT_DOMAIN = "recipient_domain"
     CAMPAIGN = "campaign"
+    CLIENT = "client"
 
 
 @dataclass(frozen=True)

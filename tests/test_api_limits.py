@@ -30,6 +30,7 @@ def test_put_creates_or_replaces_an_override(api, session):
     assert response.status_code == 200
     assert response.get_json() == {
         "scope": "recipient_domain",
+        "client_id": 1,
         "key": "corp.example",
         "per_minute": None,
         "per_day": 5,
@@ -43,9 +44,10 @@ def test_put_creates_or_replaces_an_override(api, session):
     assert entry["override"] == {"per_minute": 2, "per_day": 7}
 
 
-def test_overrides_are_what_the_dispatcher_enforces(app, api, factory):
+def test_overrides_are_what_the_dispatcher_enforces(app, api, admin_api, factory):
     factory.create_account(per_minute_limit=1000)
-    api.put("/api/v1/limits/system/*", json={"per_minute": 3})
+    # The system scope is the installation's: an admin key sets it.
+    assert admin_api.put("/api/v1/limits/system/*", json={"per_minute": 3}).status_code == 200
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, [f"u{i}@gmail.com" for i in range(6)])
     assert dispatch(app).queued == 3

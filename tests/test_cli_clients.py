@@ -26,6 +26,18 @@ def test_clients_create_prints_the_id_last_and_list_shows_it(app, runner, sessio
     lines = listed.output.strip().splitlines()
     assert lines[0].split("\t")[:3] == ["1", "default", "active"]
     assert lines[1].split("\t")[:3] == [str(client_id), "Acme", "active"]
+    assert lines[1].split("\t")[3:] == ["daily cap -", "per minute -"]
+
+
+def test_clients_list_shows_a_clients_caps_from_its_limits(app, runner, factory, session):
+    from app.models import LimitOverride
+
+    other = factory.create_client(name="Capped")
+    session.add(LimitOverride(client_id=other.id, scope="client", key=str(other.id), per_day=300))
+    session.commit()
+    lines = runner.invoke(args=["clients", "list"]).output.strip().splitlines()
+    assert lines[1].split("\t") == [str(other.id), "Capped", "active", "daily cap 300",
+                                    "per minute -"]  # fmt: skip
 
 
 def test_clients_create_refuses_a_taken_or_blank_name(app, runner, session):

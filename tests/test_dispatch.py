@@ -123,7 +123,9 @@ def test_warm_up_caps_a_new_account(app, factory, settings):
 def test_recipient_domain_limit_holds_across_accounts(app, factory):
     _fast_account(factory)
     _fast_account(factory)
-    db.session.add(LimitOverride(scope="recipient_domain", key="corp.example", per_day=4))
+    db.session.add(
+        LimitOverride(client_id=1, scope="recipient_domain", key="corp.example", per_day=4)
+    )
     db.session.commit()
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, _emails(10, "corp.example") + _emails(3, "other.example"))
@@ -151,7 +153,9 @@ def test_default_recipient_domain_limit_is_lower_than_freemail(app, factory, set
 def test_sending_domain_limit_is_shared_by_its_accounts(app, factory):
     _fast_account(factory, email="a@shared.example")
     _fast_account(factory, email="b@shared.example")
-    db.session.add(LimitOverride(scope="sending_domain", key="shared.example", per_day=5))
+    db.session.add(
+        LimitOverride(client_id=1, scope="sending_domain", key="shared.example", per_day=5)
+    )
     db.session.commit()
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, _emails(12))
@@ -272,9 +276,9 @@ def test_two_connections_never_claim_the_same_rows(app, factory, database_url):
         str(CLAIM_DUE)
         .replace(":campaign_ids", "%(campaign_ids)s")
         .replace(":now", "%(now)s")
-        .replace(":limit", "%(limit)s")
+        .replace(":quotas", "%(quotas)s")
     )
-    params = {"campaign_ids": [campaign.id], "now": datetime.now(UTC), "limit": 6}
+    params = {"campaign_ids": [campaign.id], "now": datetime.now(UTC), "quotas": [6]}
     try:
         with first.cursor() as a, second.cursor() as b:
             a.execute(sql, params)
@@ -339,7 +343,9 @@ def test_a_domain_under_back_off_waits_until_it_ends_and_others_go(app, factory)
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, _emails(3, "slow.example") + _emails(2, "fine.example"))
     until = datetime.now(UTC) + timedelta(minutes=2)
-    db.session.add(DomainBackoff(domain="slow.example", until=until, reason="450 4.2.0"))
+    db.session.add(
+        DomainBackoff(client_id=1, domain="slow.example", until=until, reason="450 4.2.0")
+    )
     db.session.commit()
     result = dispatch(app)
     assert (result.queued, result.backed_off) == (2, 3)

@@ -71,8 +71,10 @@ def test_the_key_is_the_address_for_freemail_and_the_domain_otherwise(app, facto
 
 def test_an_override_of_the_bare_freemail_domain_sets_each_accounts_window(app, factory):
     ann, bob = _account(factory, "ann@gmail.com"), _account(factory, "bob@gmail.com")
-    db.session.add(LimitOverride(scope="sending_domain", key="gmail.com", per_day=2))
-    db.session.add(LimitOverride(scope="sending_domain", key="bob@gmail.com", per_day=1))
+    db.session.add(LimitOverride(client_id=1, scope="sending_domain", key="gmail.com", per_day=2))
+    db.session.add(
+        LimitOverride(client_id=1, scope="sending_domain", key="bob@gmail.com", per_day=1)
+    )
     db.session.commit()
     _campaign(factory, 10)
     assert dispatch(app).queued == 3

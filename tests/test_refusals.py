@@ -169,7 +169,7 @@ def test_rcpt_greylisting_defers_slows_the_domain_and_leaves_the_account(
     run_until_idle(app)
     row = _recipient("first@grey.example")
     assert row.status == "deferred"
-    backoff = db.session.get(DomainBackoff, "grey.example")
+    backoff = db.session.get(DomainBackoff, (1, "grey.example"))
     base = settings.domain_backoff_seconds
     assert before + base - 2 <= backoff.until.timestamp() <= time.time() + base + 2
     assert (_account(account.id).status, _account(account.id).consecutive_failures) == (
@@ -199,13 +199,16 @@ def test_a_domain_back_off_doubles_when_refused_again_after_it_ended(app, factor
 
     now = datetime.now(UTC)
     base = settings.domain_backoff_seconds
+    c = factory.create_campaign().id
     with app.app_context(), unit_of_work() as session:
-        first = slow_down(session, settings, "busy.example", "450 4.2.0 greylisted", now)
-        during = slow_down(session, settings, "busy.example", "450", now + timedelta(seconds=1))
+        first = slow_down(session, settings, "busy.example", "450 4.2.0 greylisted", now,
+                          campaign_id=c)  # fmt: skip
+        during = slow_down(session, settings, "busy.example", "450", now + timedelta(seconds=1),
+                           campaign_id=c)  # fmt: skip
         after = now + timedelta(seconds=base + 1)
-        second = slow_down(session, settings, "busy.example", "450", after)
+        second = slow_down(session, settings, "busy.example", "450", after, campaign_id=c)
         quiet = after + timedelta(seconds=settings.domain_backoff_max_seconds * 3)
-        reset = slow_down(session, settings, "busy.example", "450", quiet)
+        reset = slow_down(session, settings, "busy.example", "450", quiet, campaign_id=c)
     assert first == during == now + timedelta(seconds=base)  # a burst is one signal
     assert second == after + timedelta(seconds=2 * base)
     assert reset == quiet + timedelta(seconds=base)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
@@ -37,8 +37,8 @@ PATH_PARAMETERS = [
         "in": "path",
         "name": "key",
         "required": True,
-        "description": "`*` for system; the account id; a domain; or, for a freemail "
-        "sending domain, an account's address",
+        "description": "`*` for system; the account id; the client id; a domain; or, for "
+        "a freemail sending domain, an account's address",
         "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX},
     },
 ]
@@ -54,6 +54,9 @@ class OverrideInSchema(Schema):
 
 class OverrideOutSchema(Schema):
     scope = fields.String(required=True)
+    client_id = fields.Integer(
+        allow_none=True, metadata={"description": "null for the system scope"}
+    )
     key = fields.String(required=True)
     per_minute = fields.Integer(allow_none=True)
     per_day = fields.Integer(allow_none=True)
@@ -88,9 +91,11 @@ class ScopesSchema(Schema):
     account = fields.List(fields.Nested(EffectiveLimitSchema))
     sending_domain = fields.List(fields.Nested(EffectiveLimitSchema))
     recipient_domain = fields.List(fields.Nested(EffectiveLimitSchema))
+    client = fields.List(fields.Nested(EffectiveLimitSchema))
 
 
 class LimitsSchema(Schema):
+    client_id = fields.Integer(required=True)
     scopes = fields.Nested(ScopesSchema, required=True)
     defaults = fields.Dict(required=True)
 
@@ -99,16 +104,21 @@ class LimitsSchema(Schema):
 @blp.response(200, LimitsSchema)
 @error_responses(blp, 401)
 def list_limits() -> dict[str, Any]:
+    """The limits in force for the key's client: the system's, the client's own caps
+    (`client`), its accounts, sending domains and recipient-domain overrides."""
     limiter = Limiter(current_app.extensions["redis"])
     with unit_of_work() as session:
-        return effective_limits(session, current_app.extensions["settings"], limiter)
+        return effective_limits(
+            session, current_app.extensions["settings"], limiter, client_id=g.client_id
+        )
 
 
 @blp.route("/<string:scope>/<path:key>", methods=["PUT"], parameters=PATH_PARAMETERS)
 @blp.arguments(OverrideInSchema)
 @blp.response(200, OverrideOutSchema)
-@error_responses(blp, 400, 401, 404, 415, 422)
+@error_responses(blp, 400, 401, 403, 404, 415, 422)
 def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
+    """Set an override for the key's client; `system` and `client` need an admin key."""
     with unit_of_work() as session:
         return set_override(
             session,
@@ -117,12 +127,21 @@ def put_limit(body: dict[str, Any], scope: str, key: str) -> Any:
             key,
             body.get("per_minute"),
             body.get("per_day"),
+            client_id=g.client_id,
+            is_admin=g.api_key_is_admin,
         )
 
 
 @blp.route("/<string:scope>/<path:key>", methods=["DELETE"], parameters=PATH_PARAMETERS)
 @blp.response(204)
-@error_responses(blp, 401, 404, 422)
+@error_responses(blp, 401, 403, 404, 422)
 def delete_limit(scope: str, key: str) -> None:
     with unit_of_work() as session:
-        delete_override(session, current_app.extensions["settings"], scope, key)
+        delete_override(
+            session,
+            current_app.extensions["settings"],
+            scope,
+            key,
+            client_id=g.client_id,
+            is_admin=g.api_key_is_admin,
+        )

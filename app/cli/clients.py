@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from app.db import unit_of_work
 from app.errors import DomainError
 from app.services.clients import create_client, list_clients
+from app.services.limits import load_limits
 
 
 @click.group(cls=AppGroup, help="Clients: create, list.")
@@ -26,13 +28,14 @@ def create(name: str) -> None:
     click.echo(client_id)
 
 
-@clients.command("list", help="List clients: id, name, status, caps.")
+@clients.command("list", help="List clients: id, name, status, caps (the client limits).")
 def list_command() -> None:
     with unit_of_work() as session:
         rows = list_clients(session)
+        table = load_limits(session, current_app.extensions["settings"])
         lines = [
-            f"{c.id}\t{c.name}\t{c.status}\tdaily cap {_cap(c.daily_cap)}"
-            f"\tper minute {_cap(c.per_minute_cap)}"
+            f"{c.id}\t{c.name}\t{c.status}\tdaily cap {_cap(table.client(c.id).per_day)}"
+            f"\tper minute {_cap(table.client(c.id).per_minute)}"
             for c in rows
         ]
     for line in lines:

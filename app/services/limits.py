@@ -1,5 +1,12 @@
-"""Effective rate limits: settings defaults, overridden per (scope, key) by the `limits` table,
-turned into the limiter's windows for one (account, recipient domain, campaign) send."""
+"""Effective rate limits: settings defaults, overridden per (scope, key, client) by the
+`limits` table, turned into the limiter's windows for one (account, recipient domain,
+campaign) send.
+
+The system scope is the installation's. Every other override is a client's own: its
+accounts, its sending domains, the recipient domains it sends to, and its caps (the
+`client` scope). A recipient domain's window is per client too: one client's big list to
+gmail.com never uses up another client's gmail.com allowance; each client sends from its
+own accounts and domains, which is what receiving servers count."""
 
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ MINUTE = 60
 DAY = 86400
 SYSTEM_KEY = "*"
 
+OverrideKey = tuple[str, str, int | None]  # (scope, key, client_id); system: client None
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -28,21 +37,24 @@ class LimitTable:
     """A snapshot of every limit in force; the dispatcher loads one per tick."""
 
     settings: Settings
-    overrides: dict[tuple[str, str], Limit] = field(default_factory=dict)
+    overrides: dict[OverrideKey, Limit] = field(default_factory=dict)
 
-    def _override(self, scope: Scope, key: str) -> Limit | None:
-        return self.overrides.get((scope.value, key))
+    def _override(self, scope: Scope, key: str, client_id: int | None) -> Limit | None:
+        return self.overrides.get((scope.value, key, client_id))
 
     def system(self) -> Limit:
         default = Limit(self.settings.limit_system_per_minute, None)
-        return _merge(default, self._override(Scope.SYSTEM, SYSTEM_KEY))
+        return _merge(default, self._override(Scope.SYSTEM, SYSTEM_KEY, None))
+
+    def client(self, client_id: int) -> Limit:
+        default = Limit(self.settings.limit_client_per_minute, self.settings.limit_client_per_day)
+        return _merge(default, self._override(Scope.CLIENT, str(client_id), client_id))
 
     def account(self, account: Account) -> Limit:
         cap_today = account.cap_today(self.settings.warmup_start, self.settings.warmup_step)
         per_minute = account.per_minute_limit or self.settings.limit_account_per_minute
-        merged = _merge(
-            Limit(per_minute, cap_today), self._override(Scope.ACCOUNT, str(account.id))
-        )
+        override = self._override(Scope.ACCOUNT, str(account.id), account.client_id)
+        merged = _merge(Limit(per_minute, cap_today), override)
         # An override may lower the day cap, never lift it past the warm-up ramp.
         per_day = cap_today if merged.per_day is None else min(merged.per_day, cap_today)
         return Limit(merged.per_minute, per_day)
@@ -50,22 +62,24 @@ class LimitTable:
     def sending_domain_key(self, account: Account) -> str:
         return sending_domain_key(account, self.settings)
 
-    def sending_domain(self, key: str) -> Limit:
+    def sending_domain(self, key: str, client_id: int) -> Limit:
         """The limit of one sending-domain key. A freemail key (an address) falls back to
         an override of its bare domain: `gmail.com` then sets each account's own window."""
         default = Limit(None, self.settings.limit_sending_domain_per_day)
-        override = self._override(Scope.SENDING_DOMAIN, key)
+        override = self._override(Scope.SENDING_DOMAIN, key, client_id)
         if "@" in key:
-            default = _merge(default, self._override(Scope.SENDING_DOMAIN, key.rpartition("@")[2]))
+            bare = self._override(Scope.SENDING_DOMAIN, key.rpartition("@")[2], client_id)
+            default = _merge(default, bare)
         return _merge(default, override)
 
-    def recipient_domain(self, domain: str) -> Limit:
+    def recipient_domain(self, domain: str, client_id: int) -> Limit:
         per_day = (
             self.settings.limit_freemail_per_day
             if self.settings.is_freemail(domain)
             else self.settings.limit_recipient_domain_per_day
         )
-        return _merge(Limit(None, per_day), self._override(Scope.RECIPIENT_DOMAIN, domain))
+        override = self._override(Scope.RECIPIENT_DOMAIN, domain, client_id)
+        return _merge(Limit(None, per_day), override)
 
     def windows(
         self,
@@ -75,17 +89,29 @@ class LimitTable:
         campaign_id: int | None = None,
         campaign_daily_cap: int | None = None,
     ) -> list[Window]:
-        """Every window one send must fit in, all reserved at once by the limiter."""
+        """Every window one send must fit in, all reserved at once by the limiter. The
+        account's client is the send's (a client's accounts send only its campaigns)."""
+        client_id = account.client_id
         sending_key = self.sending_domain_key(account)
         scoped = [
             (Scope.SYSTEM, SYSTEM_KEY, self.system()),
+            (Scope.CLIENT, str(client_id), self.client(client_id)),
             (Scope.ACCOUNT, str(account.id), self.account(account)),
-            (Scope.SENDING_DOMAIN, sending_key, self.sending_domain(sending_key)),
-            (Scope.RECIPIENT_DOMAIN, recipient_domain, self.recipient_domain(recipient_domain)),
+            (Scope.SENDING_DOMAIN, sending_key, self.sending_domain(sending_key, client_id)),
+            (
+                Scope.RECIPIENT_DOMAIN,
+                recipient_domain_key(client_id, recipient_domain),
+                self.recipient_domain(recipient_domain, client_id),
+            ),
         ]
         if campaign_id is not None and campaign_daily_cap is not None:
             scoped.append((Scope.CAMPAIGN, str(campaign_id), Limit(None, campaign_daily_cap)))
         return [window for scope, key, limit in scoped for window in _windows(scope, key, limit)]
+
+
+def recipient_domain_key(client_id: int, domain: str) -> str:
+    """The limiter's key of a recipient domain's window: one per client."""
+    return f"{client_id}:{domain}"
 
 
 def sending_domain_key(account: Account, settings: Settings) -> str:
@@ -121,7 +147,7 @@ def load_limits(session: Session, settings: Settings) -> LimitTable:
     rows = session.execute(select(LimitOverride)).scalars()
     return LimitTable(
         settings=settings,
-        overrides={(r.scope, r.key): Limit(r.per_minute, r.per_day) for r in rows},
+        overrides={(r.scope, r.key, r.client_id): Limit(r.per_minute, r.per_day) for r in rows},
     )
 
 

@@ -22,7 +22,9 @@ def _recipients(per_domain: int) -> list[str]:
 
 
 def _override(scope: str, key: str, per_day: int) -> None:
-    db.session.add(LimitOverride(scope=scope, key=key, per_day=per_day))
+    # The default client's (the system row alone has none).
+    client_id = None if scope == "system" else 1
+    db.session.add(LimitOverride(client_id=client_id, scope=scope, key=key, per_day=per_day))
     db.session.commit()
 
 

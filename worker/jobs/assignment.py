@@ -4,7 +4,7 @@ Rounds of one `reserve_many` call: each round offers every waiting recipient the
 with the most capacity left right now (round-robin among equals), reserving all windows of
 all scopes at once. A refusal by an account-wide scope (account, sending domain) moves the
 recipient on to its next account; a refusal by a scope no account can change (system,
-recipient domain, campaign) postpones it until the limiter says room returns.
+client, recipient domain, campaign) postpones it until the limiter says room returns.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Account, AccountStatus, Campaign
-from app.services.limits import LimitTable, account_day_window
+from app.services.limits import (
+    SYSTEM_KEY,
+    LimitTable,
+    account_day_window,
+    recipient_domain_key,
+)
 from app.settings import Settings
 from rotator.limiter import Decision, Limiter, Scope, Window
 from rotator.selection import Candidate, order_candidates
@@ -32,6 +37,7 @@ class Due:
     email: str
     domain: str
     candidates: list[Candidate]
+    client_id: int
     tried: set[int] = field(default_factory=set)
     # Accounts that had no capacity left today when this recipient asked.
     exhausted: set[int] = field(default_factory=set)
@@ -67,6 +73,10 @@ class Pool:
 
 
 def campaign_allows(campaign: Campaign, account: Account) -> bool:
+    """A client's accounts send only its campaigns; within the client, the campaign's
+    account ids or tags choose."""
+    if account.client_id != campaign.client_id:
+        return False
     if campaign.account_ids:
         return account.id in campaign.account_ids
     if campaign.account_tags:
@@ -101,7 +111,8 @@ def assign(
 ) -> tuple[list[tuple[Due, int, str]], list[Due]]:
     """Rounds of one reserve_many call: each round offers every waiting recipient its best
     untried account; refusals by account-wide scopes move it to its next account, refusals
-    by scopes no account can change (system, recipient domain, campaign) postpone it."""
+    by scopes no account can change (system, client, recipient domain, campaign) postpone
+    it."""
     assigned: list[tuple[Due, int, str]] = []
     postponed: list[Due] = []
     blocked: dict[tuple[Scope, str], float] = {}
@@ -163,8 +174,9 @@ def assign(
 
 def _shared_block(blocked: dict[tuple[Scope, str], float], item: Due) -> float | None:
     for key in (
-        (Scope.SYSTEM, "*"),
-        (Scope.RECIPIENT_DOMAIN, item.domain),
+        (Scope.SYSTEM, SYSTEM_KEY),
+        (Scope.CLIENT, str(item.client_id)),
+        (Scope.RECIPIENT_DOMAIN, recipient_domain_key(item.client_id, item.domain)),
         (Scope.CAMPAIGN, str(item.campaign_id)),
     ):
         if key in blocked:

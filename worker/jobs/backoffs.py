@@ -1,7 +1,9 @@
 """Receiving domains that asked us to slow down (greylisting, per-domain throttling).
 
 A temporary refusal at RCPT is about the recipient's domain, not the account: the
-recipient is deferred and its domain gets nothing before `until`. The back-off starts at
+recipient is deferred and its domain gets nothing from the same client before `until`
+(another client sends from other accounts and domains, which the receiving server judges
+apart). The back-off starts at
 DOMAIN_BACKOFF_SECONDS and doubles each time the domain refuses again after its back-off
 ended, up to DOMAIN_BACKOFF_MAX_SECONDS; a domain quiet for that long starts over. Refusals
 of sends that were already under way while a back-off runs do not extend it (greylisting
@@ -29,10 +31,10 @@ _MAX_EXPONENT = 30
 
 UPSERT = text(
     """
-    INSERT INTO domain_backoffs AS b (domain, until, reason, hits, updated_at)
-    VALUES (:domain, CAST(:now AS timestamptz) + make_interval(secs => :base), :reason, 1,
-            :now)
-    ON CONFLICT (domain) DO UPDATE SET
+    INSERT INTO domain_backoffs AS b (client_id, domain, until, reason, hits, updated_at)
+    VALUES ((SELECT client_id FROM campaigns WHERE id = :campaign_id), :domain,
+            CAST(:now AS timestamptz) + make_interval(secs => :base), :reason, 1, :now)
+    ON CONFLICT (client_id, domain) DO UPDATE SET
         hits = CASE WHEN b.until < CAST(:now AS timestamptz) - make_interval(secs => :max)
                     THEN 1 ELSE b.hits + 1 END,
         until = CAST(:now AS timestamptz) + make_interval(secs =>
@@ -45,18 +47,34 @@ UPSERT = text(
     """
 )
 
-CURRENT = text("SELECT until FROM domain_backoffs WHERE domain = :domain")
+CURRENT = text(
+    """
+    SELECT until FROM domain_backoffs
+    WHERE domain = :domain AND client_id = (SELECT client_id FROM campaigns WHERE id = :campaign_id)
+    """
+)
 
 ACTIVE_AMONG = text(
-    "SELECT domain, until FROM domain_backoffs WHERE domain = ANY(:domains) AND until > :now"
+    """
+    SELECT client_id, domain, until FROM domain_backoffs
+    WHERE domain = ANY(:domains) AND until > :now
+    """
 )
 
 
 def slow_down(
-    session: Session, settings: Settings, domain: str, reason: str, now: datetime
+    session: Session,
+    settings: Settings,
+    domain: str,
+    reason: str,
+    now: datetime,
+    *,
+    campaign_id: int,
 ) -> datetime:
-    """Records one refusal by `domain`; returns when it may be sent to again."""
+    """Records one refusal by `domain` of a send of `campaign_id`; returns when the
+    campaign's client may send to it again."""
     params: dict[str, Any] = {
+        "campaign_id": campaign_id,
         "domain": domain,
         "now": now,
         "reason": reason[:300],
@@ -66,7 +84,8 @@ def slow_down(
     }
     row = session.execute(UPSERT, params).first()
     if row is None:  # a back-off already runs: a send from before it began
-        until: datetime = session.execute(CURRENT, {"domain": domain}).scalar_one()
+        current = {"domain": domain, "campaign_id": campaign_id}
+        until: datetime = session.execute(CURRENT, current).scalar_one()
         return until
     log.info(
         "domain.backoff",
@@ -75,8 +94,11 @@ def slow_down(
     return row.until  # type: ignore[no-any-return]
 
 
-def active_backoffs(session: Session, domains: list[str], now: datetime) -> dict[str, datetime]:
+def active_backoffs(
+    session: Session, domains: list[str], now: datetime
+) -> dict[tuple[int, str], datetime]:
+    """The back-offs running now among `domains`, by (client, domain)."""
     if not domains:
         return {}
     rows = session.execute(ACTIVE_AMONG, {"domains": domains, "now": now}).all()
-    return {row.domain: row.until for row in rows}
+    return {(row.client_id, row.domain): row.until for row in rows}

@@ -2,10 +2,13 @@
 
 One dispatcher runs at a time cluster-wide (a Redis lock). Each pass:
 
-1. claims due `pending`/`deferred` recipients of running campaigns that are inside their
-   sending window, with `SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`;
-2. drops suppressed ones (status `suppressed`, an event), and postpones those whose
-   domain asked us to slow down (worker.jobs.backoffs) until its back-off ends;
+1. claims due `pending`/`deferred` recipients of running campaigns of active clients that
+   are inside their sending window, with `SELECT ... FOR UPDATE SKIP LOCKED LIMIT n` per
+   campaign: each client an equal share of the batch, each of its campaigns an equal share
+   of that (rotator.fairness), so a big campaign never starves a small one;
+2. drops suppressed ones (status `suppressed`, an event: a global suppression, or an
+   unsubscribe from the campaign's own client), and postpones those whose domain asked
+   the client's senders to slow down (worker.jobs.backoffs) until its back-off ends;
 3. picks an account for each (selection.order_candidates) and reserves capacity in every
    limit scope at once (one Lua call for the whole batch);
 4. marks the lucky ones `queued` with their account and reservation, and gives the others a
@@ -31,10 +34,11 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
-from app.models import Campaign, CampaignStatus
+from app.models import Campaign, CampaignStatus, Client, ClientStatus
 from app.services.limits import load_limits
 from app.services.windows import in_window
 from app.settings import Settings
+from rotator.fairness import interleave, quotas
 from rotator.limiter import Limiter
 from worker.jobs import alerts
 from worker.jobs.assignment import Due, assign, load_pool
@@ -47,16 +51,22 @@ SEND_QUEUE = "sendfleet.send"
 # When a campaign has no usable account at all, look again after this long.
 NO_ACCOUNT_RETRY = timedelta(minutes=1)
 
+# Each campaign's due rows, oldest first, up to its fair share of the batch
+# (rotator.fairness.quotas): one index scan per campaign (ix_recipients_due).
 CLAIM_DUE = text(
     """
-    SELECT id, campaign_id, email, domain
-    FROM recipients
-    WHERE campaign_id = ANY(:campaign_ids)
-      AND status IN ('pending', 'deferred')
-      AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-    ORDER BY next_attempt_at NULLS FIRST, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    SELECT d.id, d.campaign_id, d.email, d.domain
+    FROM unnest(CAST(:campaign_ids AS int[]), CAST(:quotas AS int[])) AS q(campaign_id, quota)
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.campaign_id, r.email, r.domain
+        FROM recipients r
+        WHERE r.campaign_id = q.campaign_id
+          AND r.status IN ('pending', 'deferred')
+          AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= :now)
+        ORDER BY r.next_attempt_at NULLS FIRST, r.id
+        LIMIT q.quota
+        FOR UPDATE OF r SKIP LOCKED
+    ) AS d
     """
 )
 
@@ -99,9 +109,10 @@ MARK_SUPPRESSED = text(
     """
 )
 
+# NULL client: global (bounces, complaints, operator blocks); else one client's unsubscribe.
 SUPPRESSED_AMONG = text(
     """
-    SELECT value FROM suppressions
+    SELECT client_id, value FROM suppressions
     WHERE value = ANY(:emails) OR (kind = 'domain' AND value = ANY(:domains))
     """
 )
@@ -224,21 +235,26 @@ def dispatch_batch(
     limit = min(settings.dispatch_batch_size, room)
     if limit <= 0:
         return result
-    rows = session.execute(
-        CLAIM_DUE, {"campaign_ids": list(campaigns), "now": now, "limit": limit}
-    ).all()
+    rows = _claim_fairly(session, campaigns, limit, now)
     result.claimed = len(rows)
     if not rows:
         return result
 
-    rows = _drop_suppressed(session, rows, now, result)
-    rows = _hold_backed_off(session, rows, now, result)
+    rows = _drop_suppressed(session, rows, campaigns, now, result)
+    rows = _hold_backed_off(session, rows, campaigns, now, result)
     if not rows:
         return result
     table = load_limits(session, settings)
     pool = load_pool(session, limiter, settings)
     due = [
-        Due(r.id, r.campaign_id, r.email, r.domain, pool.candidates_for(campaigns[r.campaign_id]))
+        Due(
+            r.id,
+            r.campaign_id,
+            r.email,
+            r.domain,
+            pool.candidates_for(campaigns[r.campaign_id]),
+            client_id=campaigns[r.campaign_id].client_id,
+        )
         for r in rows
     ]
     assigned, postponed = assign(due, pool, campaigns, table, limiter, settings, now)
@@ -256,44 +272,91 @@ def _complete_finished_campaigns(session: Session, now: datetime) -> list[int]:
 
 
 def _campaigns_in_window(session: Session, now: datetime) -> dict[int, Campaign]:
+    """Running campaigns of active clients, inside their sending window."""
     running = session.execute(
-        select(Campaign).where(Campaign.status == CampaignStatus.RUNNING.value)
+        select(Campaign)
+        .join(Client, Client.id == Campaign.client_id)
+        .where(
+            Campaign.status == CampaignStatus.RUNNING.value,
+            Client.status == ClientStatus.ACTIVE.value,
+        )
     ).scalars()
     return {c.id: c for c in running if in_window(c.window, now)}
 
 
-def _drop_suppressed(
-    session: Session, rows: list[Any], now: datetime, result: DispatchResult
+def _claim_fairly(
+    session: Session, campaigns: dict[int, Campaign], limit: int, now: datetime
 ) -> list[Any]:
-    hits = set(
-        session.execute(
-            SUPPRESSED_AMONG,
-            {"emails": [r.email for r in rows], "domains": list({r.domain for r in rows})},
-        ).scalars()
+    """Due rows, each client an equal share of `limit` and each of its campaigns an equal
+    share of that, ordered round-robin the same way (rotator.fairness)."""
+    by_client: dict[int, list[int]] = defaultdict(list)
+    for campaign in campaigns.values():
+        by_client[campaign.client_id].append(campaign.id)
+    shares = quotas(by_client, limit, rotation=int(now.timestamp()))
+    rows = session.execute(
+        CLAIM_DUE,
+        {"campaign_ids": list(shares), "quotas": list(shares.values()), "now": now},
+    ).all()
+    return interleave(
+        rows,
+        client_of=lambda r: campaigns[r.campaign_id].client_id,
+        campaign_of=lambda r: r.campaign_id,
     )
+
+
+def _drop_suppressed(
+    session: Session,
+    rows: list[Any],
+    campaigns: dict[int, Campaign],
+    now: datetime,
+    result: DispatchResult,
+) -> list[Any]:
+    """A global suppression stops every client's send; an unsubscribe, only its client's."""
+    hits: dict[str, set[int | None]] = defaultdict(set)
+    for client_id, value in session.execute(
+        SUPPRESSED_AMONG,
+        {"emails": [r.email for r in rows], "domains": list({r.domain for r in rows})},
+    ):
+        hits[value].add(client_id)
     if not hits:
         return rows
-    dropped = [r.id for r in rows if r.email in hits or r.domain in hits]
-    session.execute(MARK_SUPPRESSED, {"ids": dropped, "now": now})
+
+    def suppressed(row: Any) -> bool:
+        owners = hits.get(row.email, set()) | hits.get(row.domain, set())
+        return None in owners or campaigns[row.campaign_id].client_id in owners
+
+    dropped = [r.id for r in rows if suppressed(r)]
+    if dropped:
+        session.execute(MARK_SUPPRESSED, {"ids": dropped, "now": now})
     result.suppressed = len(dropped)
-    return [r for r in rows if not (r.email in hits or r.domain in hits)]
+    return [r for r in rows if not suppressed(r)]
 
 
 def _hold_backed_off(
-    session: Session, rows: list[Any], now: datetime, result: DispatchResult
+    session: Session,
+    rows: list[Any],
+    campaigns: dict[int, Campaign],
+    now: datetime,
+    result: DispatchResult,
 ) -> list[Any]:
-    """Rows of a domain under a back-off wait until it ends (next_attempt_at = until), so
-    they are neither sent nor rescanned before then."""
+    """Rows of a domain under a back-off of their client wait until it ends
+    (next_attempt_at = until), so they are neither sent nor rescanned before then."""
     until = active_backoffs(session, list({r.domain for r in rows}), now)
     if not until:
         return rows
-    held = [r for r in rows if r.domain in until]
+
+    def key(row: Any) -> tuple[int, str]:
+        return campaigns[row.campaign_id].client_id, row.domain
+
+    held = [r for r in rows if key(r) in until]
+    if not held:
+        return rows
     session.execute(
         POSTPONE,
-        {"ids": [r.id for r in held], "ats": [until[r.domain] for r in held], "now": now},
+        {"ids": [r.id for r in held], "ats": [until[key(r)] for r in held], "now": now},
     )
     result.backed_off = len(held)
-    return [r for r in rows if r.domain not in until]
+    return [r for r in rows if key(r) not in until]
 
 
 def _write_queued(

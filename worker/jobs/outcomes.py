@@ -263,7 +263,9 @@ def _defer(
     # up the recipient's retries (they are bounded on their own).
     deferrals = sent.attempts - (handbacks_so_far(session, sent.recipient_id) or 0)
     if verdict.about is About.RECIPIENT_DOMAIN:
-        reopens = backoffs.slow_down(session, settings, sent.domain, str(reply), now)
+        reopens = backoffs.slow_down(
+            session, settings, sent.domain, str(reply), now, campaign_id=sent.campaign_id
+        )
         data = {**data, "domain_backoff_until": reopens.isoformat()}
     else:
         reopens = now

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+# Nothing is claimed for a paused campaign, account or client (the row is handed back);
+# suppressed means a global suppression or an unsubscribe from the campaign's client.
 CLAIM = text(
     """
     UPDATE recipients AS r
     SET status = 'sending', sending_since = :now, updated_at = :now,
         attempts = r.attempts + 1, message_id = :message_id, claimed_by = :holder
-    FROM campaigns AS c, accounts AS a
+    FROM campaigns AS c, accounts AS a, clients AS cl
     WHERE r.id = :id AND r.status = 'queued' AND r.account_id = :account_id
       AND c.id = r.campaign_id AND c.status = 'running'
       AND a.id = r.account_id AND a.status = 'active'
+      AND cl.id = c.client_id AND cl.status = 'active'
     RETURNING r.campaign_id, r.email, r.domain, r.fields, r.attempts, r.reservation,
         EXISTS (SELECT 1 FROM suppressions s
-                WHERE s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
+                WHERE (s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
+                  AND (s.client_id IS NULL OR s.client_id = c.client_id))
             AS suppressed
     """
 )
