@@ -50,7 +50,7 @@ def test_an_idn_domain_is_stored_the_way_recipients_are(api, factory, session):
 
 def test_suppressing_twice_answers_200_with_the_existing_row(api, session):
     first = api.post("/api/v1/suppressions", json={"email": "a@b.example"})
-    again = api.post("/api/v1/suppressions", json={"email": "A@b.example", "reason": "bounced"})
+    again = api.post("/api/v1/suppressions", json={"email": "A@b.example", "reason": "manual"})
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.get_json() == first.get_json()
     assert len(session.execute(select(Suppression)).scalars().all()) == 1
@@ -140,11 +140,11 @@ def test_suppressions_are_listed_page_by_page_and_filtered(api, factory):
     assert [s["value"] for s in literal["items"]] == ["x_%@z.example"]
 
 
-def test_a_suppression_is_deleted_by_its_value(api, factory, session):
-    factory.suppress("ana@x.example")
-    factory.suppress("spam.example")
+def test_a_suppression_is_deleted_by_its_value(api, admin_api, factory, session):
+    factory.suppress("ana@x.example", client_id=1)
+    factory.suppress("spam.example")  # global: an admin key lifts it
     assert api.delete("/api/v1/suppressions/Ana@x.example").status_code == 204
-    assert api.delete("/api/v1/suppressions/spam.example").status_code == 204
+    assert admin_api.delete("/api/v1/suppressions/spam.example").status_code == 204
     session.expire_all()
     assert session.execute(select(Suppression)).scalars().all() == []
 
@@ -165,9 +165,16 @@ def _deletion_events(session):
     ]
 
 
-@pytest.mark.parametrize("reason", ["unsubscribed", "complained"])
-def test_lifting_an_opt_out_needs_confirm_and_leaves_an_event(api, factory, session, reason):
-    factory.suppress("ana@x.example", reason=reason)
+@pytest.mark.parametrize(
+    ("reason", "client_id", "key_fixture"),
+    [("unsubscribed", 1, "api"), ("complained", None, "admin_api")],
+)
+def test_lifting_an_opt_out_needs_confirm_and_leaves_an_event(
+    request, factory, session, reason, client_id, key_fixture
+):
+    # An unsubscribe is the client's own; a complaint is global (an admin key lifts it).
+    api = request.getfixturevalue(key_fixture)
+    factory.suppress("ana@x.example", reason=reason, client_id=client_id)
     for path in (
         "/api/v1/suppressions/ana@x.example",
         "/api/v1/suppressions/ana@x.example?confirm=false",
@@ -192,17 +199,18 @@ def test_lifting_an_opt_out_needs_confirm_and_leaves_an_event(api, factory, sess
             "reason": reason,
             "source": "test",
             "confirmed": True,
-            "who": {"api_key_id": key.id, "api_key_name": "test"},
+            "who": {"api_key_id": key.id, "api_key_name": key.name},
+            "global": client_id is None,
         }
     ]
 
 
 @pytest.mark.parametrize("reason", ["bounced", "manual"])
 def test_bounced_and_manual_suppressions_go_without_confirm_but_leave_an_event(
-    api, factory, session, reason
+    admin_api, factory, session, reason
 ):
     factory.suppress("spam.example", reason=reason)
-    assert api.delete("/api/v1/suppressions/spam.example").status_code == 204
+    assert admin_api.delete("/api/v1/suppressions/spam.example").status_code == 204
     [event] = _deletion_events(session)
     assert (event["value"], event["kind"], event["reason"], event["confirmed"]) == (
         "spam.example",
@@ -210,7 +218,7 @@ def test_bounced_and_manual_suppressions_go_without_confirm_but_leave_an_event(
         reason,
         False,
     )
-    assert event["who"]["api_key_name"] == "test"
+    assert event["who"]["api_key_name"] == "admin"
 
 
 def test_a_bad_confirm_value_is_refused_naming_the_field(api, factory):

@@ -40,7 +40,7 @@ def _subscriber(token: str) -> Subscriber:
 def unsubscribe_page(token: str) -> str:
     subscriber = _subscriber(token)
     with unit_of_work() as session:
-        done = is_unsubscribed(session, subscriber.email)
+        done = is_unsubscribed(session, subscriber)
     return render_template("public/unsubscribe.html", email=subscriber.email, done=done)
 
 

@@ -219,15 +219,20 @@ def _finish(
                 FROM {stg}
             ) r
             LEFT JOIN recipients ex ON ex.campaign_id = :campaign_id AND ex.email = r.email
+            -- Global rows and the campaign's client's own unsubscribes.
             LEFT JOIN suppressions se ON se.kind = 'email' AND se.value = r.email
+                AND (se.client_id IS NULL OR se.client_id = :client_id)
             LEFT JOIN suppressions sea ON sea.kind = 'email' AND sea.value = r.ascii_email
+                AND (sea.client_id IS NULL OR sea.client_id = :client_id)
             LEFT JOIN suppressions sd ON sd.kind = 'domain' AND sd.value = r.domain
+                AND (sd.client_id IS NULL OR sd.client_id = :client_id)
             LEFT JOIN suppressions sda ON sda.kind = 'domain' AND sda.value = r.ascii_domain
+                AND (sda.client_id IS NULL OR sda.client_id = :client_id)
             WHERE r.row_no <> r.first_row OR ex.id IS NOT NULL OR se.id IS NOT NULL
                OR sea.id IS NOT NULL OR sd.id IS NOT NULL OR sda.id IS NOT NULL
             """
         ),
-        {"campaign_id": campaign_id},
+        {"campaign_id": campaign_id, "client_id": _client_of(session, campaign_id)},
     )
     counts: dict[str, int] = {
         kind: n for kind, n in execute(text(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"))
@@ -288,3 +293,11 @@ def _expire_campaign(session: Session, campaign_id: int) -> None:
     campaign = session.identity_map.get(key)
     if campaign is not None:
         session.expire(campaign, ["field_names", "updated_at"])
+
+
+def _client_of(session: Session, campaign_id: int) -> int:
+    return int(
+        session.execute(
+            text("SELECT client_id FROM campaigns WHERE id = :id"), {"id": campaign_id}
+        ).scalar_one()
+    )

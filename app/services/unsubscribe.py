@@ -1,7 +1,9 @@
 """Unsubscribe: signed tokens in every message, and the suppression they lead to.
 
 A token signs the recipient id; a forged or altered token does not verify and changes nothing.
-Unsubscribing suppresses the address for every campaign at once (DESIGN "Compliance")."""
+Unsubscribing suppresses the address for every campaign of the client that sent the message
+at once (DESIGN "Compliance"): the person opted out of that sender, not of every brand the
+installation serves. Bounces and complaints are global (app.services.suppressions)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     DUE_STATUSES,
+    Campaign,
     Event,
     EventType,
     Recipient,
@@ -22,7 +25,7 @@ from app.models import (
     SuppressionKind,
     SuppressionReason,
 )
-from app.services.suppressions import suppress_waiting_recipients
+from app.services.suppressions import suppress_waiting_recipients, visible_to
 
 SALT = "sendfleet.unsubscribe.v1"
 
@@ -58,26 +61,38 @@ class Subscriber:
     campaign_id: int
     email: str
     status: str
+    client_id: int
 
 
 def find_subscriber(session: Session, recipient_id: int) -> Subscriber | None:
     row = session.execute(
-        select(Recipient.id, Recipient.campaign_id, Recipient.email, Recipient.status).where(
-            Recipient.id == recipient_id
+        select(
+            Recipient.id,
+            Recipient.campaign_id,
+            Recipient.email,
+            Recipient.status,
+            Campaign.client_id,
         )
+        .join(Campaign, Campaign.id == Recipient.campaign_id)
+        .where(Recipient.id == recipient_id)
     ).first()
     return Subscriber(*row) if row else None
 
 
-def is_unsubscribed(session: Session, email: str) -> bool:
-    return (
-        session.execute(select(Suppression.id).where(Suppression.value == email)).first()
-        is not None
-    )
+def is_unsubscribed(session: Session, subscriber: Subscriber) -> bool:
+    """Whether the subscriber's client no longer mails the address (its own unsubscribe,
+    or a global suppression)."""
+    found = session.execute(
+        select(Suppression.id).where(
+            Suppression.value == subscriber.email, visible_to(subscriber.client_id)
+        )
+    ).first()
+    return found is not None
 
 
 def unsubscribe(session: Session, subscriber: Subscriber, *, source: str) -> bool:
-    """Suppresses the address everywhere; idempotent. Returns False if it already was."""
+    """Suppresses the address for the subscriber's client; idempotent. Returns False if it
+    already was."""
     inserted = session.execute(
         pg_insert(Suppression)
         .values(
@@ -85,11 +100,13 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, source: str) -> boo
             value=subscriber.email,
             reason=SuppressionReason.UNSUBSCRIBED.value,
             source=source,
+            client_id=subscriber.client_id,
         )
         .on_conflict_do_nothing(index_elements=["client_id", "value"])
         .returning(Suppression.id)
     ).first()
-    # Rows still waiting in any campaign will not be sent; the send path re-checks as well.
+    # Rows still waiting in the client's campaigns will not be sent; the send path
+    # re-checks as well.
     suppress_waiting_recipients(
         session,
         SuppressionKind.EMAIL,
@@ -97,6 +114,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, source: str) -> boo
         source=source,
         status=RecipientStatus.UNSUBSCRIBED,
         event=EventType.UNSUBSCRIBED,
+        client_id=subscriber.client_id,
     )
     # A clicked row that was still waiting got its event from the move above.
     if inserted is not None and subscriber.status not in DUE_STATUSES:

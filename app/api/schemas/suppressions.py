@@ -50,6 +50,20 @@ class SuppressionSchema(ma.Schema):
     reason = fields.String(required=True)
     source = fields.String(required=True, allow_none=True)
     created_at = fields.DateTime(required=True)
+    client_id = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the client whose campaigns it stops; null: every client's"},
+    )
+    scope = fields.Function(
+        lambda row: "global" if row.client_id is None else "client",
+        required=True,
+        metadata={
+            "description": "`global` (a bounce, a complaint, an operator's block: honoured "
+            "by every client) or `client` (an unsubscribe from this client, or its own block)",
+            "enum": ["global", "client"],
+        },
+    )
 
 
 class SuppressionQuerySchema(PageQuerySchema):
