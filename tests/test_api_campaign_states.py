@@ -117,11 +117,13 @@ def test_two_concurrent_starts_start_the_campaign_once(app, factory):
     first, second = Session(engine), Session(engine)
     outcome: dict[str, object] = {}
     try:
-        campaign_service.change_status(first, campaign.id, "start")  # holds the row lock
+        campaign_service.change_status(
+            first, campaign.id, "start", client_id=1
+        )  # holds the row lock
 
         def start_again() -> None:
             try:
-                campaign_service.change_status(second, campaign.id, "start")
+                campaign_service.change_status(second, campaign.id, "start", client_id=1)
                 outcome["second"] = "started"
             except InvalidTransition as exc:
                 outcome["second"] = exc

@@ -134,6 +134,8 @@ def test_dev_first_login_creates_then_resets_and_keeps_a_working_login(
     assert {
         hashlib.sha256(k.encode()).hexdigest() for k in (login["api key"], again["api key"])
     } == hashes
+    # The operator's keys: admin keys (system limits, clients).
+    assert set(session.execute(select(ApiKey.is_admin)).scalars()) == {True}
 
 
 def test_db_upgrade_is_a_no_op_on_a_migrated_database(app, settings_env):

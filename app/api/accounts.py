@@ -37,7 +37,7 @@ def _state(*rows: Account) -> list[dict[str, Any]]:
 @error_responses(blp, 401)
 def list_accounts() -> dict[str, Any]:
     with unit_of_work() as session:
-        rows = accounts.list_accounts(session)
+        rows = accounts.list_accounts(session, client_id=g.client_id)
     return {"items": _state(*rows)}
 
 
@@ -60,7 +60,7 @@ def create_account(data: dict[str, Any]) -> dict[str, Any]:
 @error_responses(blp, 401, 404)
 def get_account(account_id: int) -> dict[str, Any]:
     with unit_of_work() as session:
-        account = accounts.get_account(session, account_id)
+        account = accounts.get_account(session, account_id, client_id=g.client_id)
     return _state(account)[0]
 
 
@@ -72,7 +72,7 @@ def update_account(data: dict[str, Any], account_id: int) -> dict[str, Any]:
     """Change any field but the provider; a new password is re-encrypted, null removes it."""
     with unit_of_work() as session:
         account = accounts.update_account(
-            session, account_id, data, current_app.extensions["settings"]
+            session, account_id, data, current_app.extensions["settings"], client_id=g.client_id
         )
     return _state(account)[0]
 
@@ -83,7 +83,7 @@ def update_account(data: dict[str, Any], account_id: int) -> dict[str, Any]:
 def delete_account(account_id: int) -> None:
     """Refused (409) while messages are queued or sending on the account."""
     with unit_of_work() as session:
-        accounts.delete_account(session, account_id)
+        accounts.delete_account(session, account_id, client_id=g.client_id)
 
 
 @blp.route(f"/{ID}/pause", methods=["POST"])
@@ -94,7 +94,11 @@ def pause_account(data: dict[str, Any], account_id: int) -> dict[str, Any]:
     """Take an active (or paused) account out of rotation; 409 for a disabled one."""
     with unit_of_work() as session:
         account = accounts.pause_account(
-            session, account_id, reason=data.get("reason"), until=data.get("until")
+            session,
+            account_id,
+            client_id=g.client_id,
+            reason=data.get("reason"),
+            until=data.get("until"),
         )
     return _state(account)[0]
 
@@ -106,5 +110,5 @@ def resume_account(account_id: int) -> dict[str, Any]:
     """Return a paused or disabled account to rotation (failure count reset); 409 when
     it is active."""
     with unit_of_work() as session:
-        account = accounts.resume_account(session, account_id)
+        account = accounts.resume_account(session, account_id, client_id=g.client_id)
     return _state(account)[0]

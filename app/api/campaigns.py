@@ -130,7 +130,7 @@ def list_campaigns(query: dict[str, Any]) -> dict[str, Any]:
     """Newest first, with status and counts; paginated (keyset)."""
     with unit_of_work() as session:
         items, last_id = campaigns.list_campaigns(
-            session, before_id=query.get("cursor"), limit=query["limit"]
+            session, client_id=g.client_id, before_id=query.get("cursor"), limit=query["limit"]
         )
     return {"items": items, "next_cursor": last_id}
 
@@ -167,7 +167,7 @@ def create_campaign() -> dict[str, Any]:
 @error_responses(blp, 401, 404)
 def get_campaign(campaign_id: int) -> dict[str, Any]:
     with unit_of_work() as session:
-        return campaigns.get_campaign(session, campaign_id)
+        return campaigns.get_campaign(session, campaign_id, client_id=g.client_id)
 
 
 @blp.route(f"/{ID}/recipients", methods=["POST"])
@@ -184,12 +184,19 @@ def add_recipients(campaign_id: int) -> dict[str, Any]:
         _, csv, email_column = _upload(ma.Schema())
         with unit_of_work() as session:
             report = campaigns.add_recipients(
-                session, campaign_id, settings, csv=csv, email_column=email_column
+                session,
+                campaign_id,
+                settings,
+                csv=csv,
+                email_column=email_column,
+                client_id=g.client_id,
             )
     else:
         rows = _rows(RecipientsAddSchema())["recipients"]
         with unit_of_work() as session:
-            report = campaigns.add_recipients(session, campaign_id, settings, rows=rows)
+            report = campaigns.add_recipients(
+                session, campaign_id, settings, rows=rows, client_id=g.client_id
+            )
     return report.as_dict()
 
 
@@ -207,6 +214,7 @@ def list_recipients(query: dict[str, Any], campaign_id: int) -> dict[str, Any]:
             status=query.get("status"),
             after_id=query.get("cursor"),
             limit=query["limit"],
+            client_id=g.client_id,
         )
     return {"items": rows, "next_cursor": last_id}
 
@@ -217,7 +225,7 @@ def list_recipients(query: dict[str, Any], campaign_id: int) -> dict[str, Any]:
 def start_campaign(campaign_id: int) -> dict[str, Any]:
     """draft -> running; 409 when it is not a draft or has no recipients."""
     with unit_of_work() as session:
-        return campaigns.change_status(session, campaign_id, "start")
+        return campaigns.change_status(session, campaign_id, "start", client_id=g.client_id)
 
 
 @blp.route(f"/{ID}/pause", methods=["POST"])
@@ -226,7 +234,7 @@ def start_campaign(campaign_id: int) -> dict[str, Any]:
 def pause_campaign(campaign_id: int) -> dict[str, Any]:
     """running -> paused: the dispatcher stops claiming its recipients."""
     with unit_of_work() as session:
-        return campaigns.change_status(session, campaign_id, "pause")
+        return campaigns.change_status(session, campaign_id, "pause", client_id=g.client_id)
 
 
 @blp.route(f"/{ID}/resume", methods=["POST"])
@@ -235,7 +243,7 @@ def pause_campaign(campaign_id: int) -> dict[str, Any]:
 def resume_campaign(campaign_id: int) -> dict[str, Any]:
     """paused -> running."""
     with unit_of_work() as session:
-        return campaigns.change_status(session, campaign_id, "resume")
+        return campaigns.change_status(session, campaign_id, "resume", client_id=g.client_id)
 
 
 @blp.route(f"/{ID}/cancel", methods=["POST"])
@@ -245,4 +253,4 @@ def cancel_campaign(campaign_id: int) -> dict[str, Any]:
     """draft, running or paused -> cancelled. Recipients keep their status; nothing more
     is claimed for sending."""
     with unit_of_work() as session:
-        return campaigns.change_status(session, campaign_id, "cancel")
+        return campaigns.change_status(session, campaign_id, "cancel", client_id=g.client_id)

@@ -106,8 +106,10 @@ def _fresh_login(session: Session, email: str) -> FirstLogin:
     if user.id is None:  # new: the dev's own installation, so admin of its first client
         add_member(session, user, None, UserRole.ADMIN)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    row, key = create_key(session, f"{KEY_NAME} {stamp}")
-    notes.append(f"created API key {row.id} ({row.name}); older keys stay valid")
+    # The installation's operator: an admin key (system limits, clients, any client by
+    # X-Sendfleet-Client); `keys create NAME --client ID` makes a client's own.
+    row, key = create_key(session, f"{KEY_NAME} {stamp}", is_admin=True)
+    notes.append(f"created admin API key {row.id} ({row.name}); older keys stay valid")
     return FirstLogin(user.email, password, key, notes)
 
 

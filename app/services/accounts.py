@@ -29,7 +29,7 @@ DEFAULT_PAUSE_REASON = "paused by operator"
 NAME_CONSTRAINT = "uq_accounts_client_name"
 # Columns shown as they are stored; the secret never is.
 _SHOWN = (
-    "id", "name", "provider", "email", "sending_domain", "from_name", "host", "port",
+    "id", "client_id", "name", "provider", "email", "sending_domain", "from_name", "host", "port",
     "security", "username", "daily_limit", "per_minute_limit", "warmup_day",
     "warmup_held_at", "warmup_hold_reason", "tags", "status", "paused_reason",
     "paused_until", "consecutive_failures", "last_health_check_at", "last_health_ok",
@@ -74,10 +74,15 @@ def create_account(
 
 
 def update_account(
-    session: Session, account_id: int, data: Mapping[str, Any], settings: Settings
+    session: Session,
+    account_id: int,
+    data: Mapping[str, Any],
+    settings: Settings,
+    *,
+    client_id: int | None,
 ) -> Account:
     """`data` as AccountUpdateSchema loads it: only the fields given change."""
-    account = get_account(session, account_id, for_update=True)
+    account = get_account(session, account_id, client_id=client_id, for_update=True)
     for key in ("name", "from_name", "host", "port", "security", "username", "daily_limit",
                 "per_minute_limit", "tags"):  # fmt: skip
         if key in data:
@@ -95,21 +100,29 @@ def update_account(
     return account
 
 
-def get_account(session: Session, account_id: int, *, for_update: bool = False) -> Account:
+def get_account(
+    session: Session, account_id: int, *, client_id: int | None, for_update: bool = False
+) -> Account:
+    """The account, if it is `client_id`'s (any client's when None: the CLI, the jobs).
+    Another client's account is "no account", exactly as a missing one."""
     account = session.get(Account, account_id, with_for_update=for_update, populate_existing=True)
-    if account is None:
+    if account is None or (client_id is not None and account.client_id != client_id):
         raise NotFound(f"no account with id {account_id}")
     return account
 
 
-def list_accounts(session: Session) -> list[Account]:
-    return list(session.execute(select(Account).order_by(Account.id)).scalars())
+def list_accounts(session: Session, *, client_id: int) -> list[Account]:
+    return list(
+        session.execute(
+            select(Account).where(Account.client_id == client_id).order_by(Account.id)
+        ).scalars()
+    )
 
 
-def delete_account(session: Session, account_id: int) -> None:
+def delete_account(session: Session, account_id: int, *, client_id: int | None) -> None:
     """Refused while messages are in flight on the account: queued or sending rows still
     need it to send and to record their outcome."""
-    account = get_account(session, account_id, for_update=True)
+    account = get_account(session, account_id, client_id=client_id, for_update=True)
     in_flight = session.execute(
         select(func.count())
         .select_from(Recipient)
@@ -129,10 +142,16 @@ def delete_account(session: Session, account_id: int) -> None:
 
 
 def pause_account(
-    session: Session, account_id: int, *, reason: str | None, until: datetime | None
+    session: Session,
+    account_id: int,
+    *,
+    client_id: int | None,
+    reason: str | None,
+    until: datetime | None,
 ) -> Account:
     """active or paused -> paused (pausing again replaces reason and end). A disabled
     account stays disabled until an operator resumes it."""
+    get_account(session, account_id, client_id=client_id)
     if until is not None and until <= datetime.now(UTC):
         raise InvalidInput("must be in the future", field="until")
     reason = reason or DEFAULT_PAUSE_REASON
@@ -151,11 +170,12 @@ def pause_account(
     if until is not None:
         data["until"] = until.isoformat()
     session.add(Event(type=EventType.ACCOUNT_PAUSED.value, account_id=account_id, data=data))
-    return get_account(session, account_id)
+    return get_account(session, account_id, client_id=client_id)
 
 
-def resume_account(session: Session, account_id: int) -> Account:
+def resume_account(session: Session, account_id: int, *, client_id: int | None) -> Account:
     """paused or disabled -> active, with a clean failure count."""
+    get_account(session, account_id, client_id=client_id)
     _transition(
         session,
         account_id,
@@ -171,7 +191,7 @@ def resume_account(session: Session, account_id: int) -> Account:
     session.add(
         Event(type=EventType.ACCOUNT_RESUMED.value, account_id=account_id, data={"source": "api"})
     )
-    return get_account(session, account_id)
+    return get_account(session, account_id, client_id=client_id)
 
 
 def with_pool_state(

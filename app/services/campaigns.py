@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select, true, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
@@ -21,7 +21,7 @@ from app.models import (
     RecipientStatus,
 )
 from app.services import imports
-from app.services.clients import owner
+from app.services.clients import default_client_id, owner
 from app.services.templating import campaign_templates, check_templates
 from app.settings import Settings
 from rotator.templates import CompiledTemplates
@@ -35,8 +35,8 @@ EVENTS = {
     "cancel": EventType.CAMPAIGN_CANCELLED,
 }
 _SHOWN = (
-    "id", "name", "status", "subject", "body_text", "body_html", "from_name", "account_tags",
-    "account_ids", "window", "daily_cap", "field_names", "created_at", "updated_at",
+    "id", "client_id", "name", "status", "subject", "body_text", "body_html", "from_name",
+    "account_tags", "account_ids", "window", "daily_cap", "field_names", "created_at", "updated_at",
     "started_at", "completed_at", "paused_reason",
 )  # fmt: skip
 
@@ -57,7 +57,7 @@ def create_campaign(
         settings, data["subject"], data["body_text"], data.get("body_html")
     )
     if data.get("account_ids"):
-        _check_accounts_exist(session, data["account_ids"])
+        _check_accounts_exist(session, data["account_ids"], client_id)
     campaign = Campaign(
         **owner(client_id),
         name=data["name"],
@@ -94,13 +94,16 @@ def add_recipients(
     csv: BinaryIO | None = None,
     rows: Sequence[Mapping[str, Any]] = (),
     email_column: str | None = None,
+    client_id: int | None,
 ) -> imports.ImportReport:
     """More recipients, checked against the templates as at creation; a template problem
     these recipients would hit at send time is a 422 and nothing is added."""
     # The importer's lock (FOR NO KEY UPDATE), taken first here: a concurrent cancel or
     # import waits for this one instead of racing it.
     status = session.execute(
-        select(Campaign.status).where(Campaign.id == campaign_id).with_for_update(key_share=True)
+        select(Campaign.status)
+        .where(Campaign.id == campaign_id, _owned(client_id))
+        .with_for_update(key_share=True)
     ).scalar_one_or_none()
     if status is None:
         raise NotFound(f"no campaign with id {campaign_id}")
@@ -146,13 +149,17 @@ def import_file(
     return report
 
 
-def change_status(session: Session, campaign_id: int, action: str) -> dict[str, Any]:
+def change_status(
+    session: Session, campaign_id: int, action: str, *, client_id: int | None
+) -> dict[str, Any]:
     """start, pause, resume or cancel by ONE conditional UPDATE (app.models.TRANSITIONS).
     Recipients are left as they are: the dispatcher only claims running campaigns' rows."""
     sources, target = TRANSITIONS[action]
     values: dict[str, Any] = {"status": target.value, "updated_at": func.now()}
     stmt = update(Campaign).where(
-        Campaign.id == campaign_id, Campaign.status.in_([s.value for s in sources])
+        Campaign.id == campaign_id,
+        Campaign.status.in_([s.value for s in sources]),
+        _owned(client_id),
     )
     # A guard that paused the campaign says why; an operator's pause says so, and going
     # back to running clears the reason.
@@ -164,23 +171,40 @@ def change_status(session: Session, campaign_id: int, action: str) -> dict[str, 
         stmt.values(**values).returning(Campaign.id).execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if changed is None:
-        _refuse(session, campaign_id, action)
+        _refuse(session, campaign_id, action, client_id)
     session.add(Event(type=EVENTS[action].value, campaign_id=campaign_id, data={"source": "api"}))
-    return get_campaign(session, campaign_id)
+    return get_campaign(session, campaign_id, client_id=client_id)
 
 
-def get_campaign(session: Session, campaign_id: int) -> dict[str, Any]:
-    campaign = session.get(Campaign, campaign_id, populate_existing=True)
-    if campaign is None:
-        raise NotFound(f"no campaign with id {campaign_id}")
+def get_campaign(session: Session, campaign_id: int, *, client_id: int | None) -> dict[str, Any]:
+    campaign = _find(session, campaign_id, client_id)
     return _view(campaign, _counts(session, [campaign_id])[campaign_id])
 
 
+def _find(session: Session, campaign_id: int, client_id: int | None) -> Campaign:
+    """The campaign, if it is `client_id`'s (any client's when None: the CLI). Another
+    client's campaign is "no campaign", exactly as a missing one."""
+    campaign = session.get(Campaign, campaign_id, populate_existing=True)
+    if campaign is None or (client_id is not None and campaign.client_id != client_id):
+        raise NotFound(f"no campaign with id {campaign_id}")
+    return campaign
+
+
+def _owned(client_id: int | None) -> Any:
+    return true() if client_id is None else Campaign.client_id == client_id
+
+
 def list_campaigns(
-    session: Session, *, before_id: int | None, limit: int
+    session: Session, *, client_id: int, before_id: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Newest first; returns a page and the id to continue before, if more follow."""
-    stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit + 1)
+    """The client's campaigns, newest first; returns a page and the id to continue
+    before, if more follow."""
+    stmt = (
+        select(Campaign)
+        .where(Campaign.client_id == client_id)
+        .order_by(Campaign.id.desc())
+        .limit(limit + 1)
+    )
     if before_id is not None:
         stmt = stmt.where(Campaign.id < before_id)
     rows = list(session.execute(stmt).scalars())
@@ -197,10 +221,10 @@ def list_recipients(
     status: str | None,
     after_id: int | None,
     limit: int,
+    client_id: int | None,
 ) -> tuple[list[Recipient], int | None]:
     """A page of a campaign's recipients by id (keyset); the last id when more follow."""
-    if session.get(Campaign, campaign_id) is None:
-        raise NotFound(f"no campaign with id {campaign_id}")
+    _find(session, campaign_id, client_id)
     stmt = (
         select(Recipient)
         .where(Recipient.campaign_id == campaign_id)
@@ -242,17 +266,25 @@ def _templates_of(campaign: Campaign, settings: Settings) -> CompiledTemplates:
     return campaign_templates(settings, campaign.subject, campaign.body_text, campaign.body_html)
 
 
-def _check_accounts_exist(session: Session, account_ids: Sequence[int]) -> None:
-    found = set(session.execute(select(Account.id).where(Account.id.in_(account_ids))).scalars())
+def _check_accounts_exist(
+    session: Session, account_ids: Sequence[int], client_id: int | None
+) -> None:
+    """The accounts must be the campaign's client's: another client's is "no account"."""
+    owner = client_id if client_id is not None else default_client_id(session)
+    found = set(
+        session.execute(
+            select(Account.id).where(Account.id.in_(account_ids), Account.client_id == owner)
+        ).scalars()
+    )
     missing = [i for i in account_ids if i not in found]
     if missing:
         listed = ", ".join(map(str, missing))
         raise InvalidInput(f"no account with id {listed}", field="account_ids")
 
 
-def _refuse(session: Session, campaign_id: int, action: str) -> None:
+def _refuse(session: Session, campaign_id: int, action: str, client_id: int | None) -> None:
     status = session.execute(
-        select(Campaign.status).where(Campaign.id == campaign_id)
+        select(Campaign.status).where(Campaign.id == campaign_id, _owned(client_id))
     ).scalar_one_or_none()
     if status is None:
         raise NotFound(f"no campaign with id {campaign_id}")

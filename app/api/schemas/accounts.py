@@ -108,6 +108,7 @@ class PauseSchema(ma.Schema):
 
 class AccountSchema(ma.Schema):
     id = fields.Integer(required=True)
+    client_id = fields.Integer(required=True)
     name = fields.String(required=True)
     provider = fields.String(required=True)
     email = fields.String(required=True)

@@ -278,6 +278,7 @@ CountsSchema = ma.Schema.from_dict(
 
 class CampaignSchema(ma.Schema):
     id = fields.Integer(required=True)
+    client_id = fields.Integer(required=True)
     name = fields.String(required=True)
     status = fields.String(
         required=True, validate=validate.OneOf([s.value for s in CampaignStatus])
