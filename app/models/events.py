@@ -32,6 +32,8 @@ class EventType(StrEnum):
     CAMPAIGN_RESUMED = "campaign_resumed"
     CAMPAIGN_CANCELLED = "campaign_cancelled"
     CAMPAIGN_COMPLETED = "campaign_completed"
+    CLIENT_PAUSED = "client_paused"
+    CLIENT_RESUMED = "client_resumed"
     IMPORTED = "imported"
     SUPPRESSION_DELETED = "suppression_deleted"
 
