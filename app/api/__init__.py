@@ -57,7 +57,7 @@ def api_config() -> dict[str, Any]:
 
 
 def register_api(app: Flask) -> Api:
-    from app.api import accounts, campaigns, health, limits, suppressions
+    from app.api import accounts, campaigns, clients, health, limits, suppressions
 
     api = Api(app)
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
@@ -65,6 +65,7 @@ def register_api(app: Flask) -> Api:
     api.register_blueprint(_protected(campaigns.blp), url_prefix=f"{API_PREFIX}/campaigns")
     api.register_blueprint(_protected(suppressions.blp), url_prefix=f"{API_PREFIX}/suppressions")
     api.register_blueprint(_protected(limits.blp), url_prefix=f"{API_PREFIX}/limits")
+    api.register_blueprint(_protected(clients.blp), url_prefix=f"{API_PREFIX}/clients")
     return api
 
 
