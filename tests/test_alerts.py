@@ -107,5 +107,53 @@ def test_alerts_are_handed_to_a_task_when_telegram_is_configured(app, monkeypatc
     monkeypatch.setattr(alerts, "current_celery", Broker())
     with app.app_context():
         alerts.notify("unknown:7", "Campaign 7: 1 send lost its outcome")
-    assert sent == [("sendfleet.telegram", ["Campaign 7: 1 send lost its outcome"])]
+    assert sent == [("sendfleet.telegram", ["Campaign 7: 1 send lost its outcome", "-100200"])]
     assert bot_api.requests == []  # delivery is the task's job, off the hot path
+
+
+def _capture_tasks(monkeypatch) -> list[list[str]]:
+    sent: list[list[str]] = []
+
+    class Broker:
+        def send_task(self, name: str, args: list[str], queue: str) -> None:
+            sent.append(args)
+
+    monkeypatch.setattr(alerts, "current_celery", Broker())
+    return sent
+
+
+def test_a_clients_alert_names_it_and_goes_to_its_own_chat(app, monkeypatch, factory, bot_api):
+    own = factory.create_client(name="Acme Outreach", telegram_chat_id="-100999")
+    plain = factory.create_client(name="Beta Brand")
+    configured = _telegram(app.extensions["settings"], bot_api.base)
+    monkeypatch.setitem(app.extensions, "settings", configured)
+    sent = _capture_tasks(monkeypatch)
+    with app.app_context():
+        alerts.notify("campaign-paused:1", "Campaign 1 paused", client_id=own.id)
+        alerts.notify("campaign-paused:2", "Campaign 2 paused", client_id=plain.id)
+        alerts.notify("send-overdue", "3 sends overdue")
+    assert sent == [
+        ["[Acme Outreach] Campaign 1 paused", "-100999"],
+        ["[Beta Brand] Campaign 2 paused", "-100200"],  # no chat of its own: the default
+        ["3 sends overdue", "-100200"],
+    ]
+
+
+def test_the_telegram_task_delivers_to_the_chat_it_is_given(app, bot_api):
+    settings = _telegram(app.extensions["settings"], bot_api.base)
+    assert send_telegram(settings, "to the client", "-100999") is True
+    assert send_telegram(settings, "to the on-call") is True
+    assert [body["chat_id"] for _, body in bot_api.requests] == ["-100999", "-100200"]
+
+
+def test_a_clients_own_chat_is_used_even_without_a_default_chat(app, monkeypatch, factory):
+    own = factory.create_client(name="Solo", telegram_chat_id="-1007")
+    settings = app.extensions["settings"].model_copy(
+        update={"telegram_bot_token": SecretStr("123:t"), "telegram_chat_id": None}
+    )
+    monkeypatch.setitem(app.extensions, "settings", settings)
+    sent = _capture_tasks(monkeypatch)
+    with app.app_context():
+        alerts.notify("k:1", "for the client", client_id=own.id)
+        alerts.notify("k:2", "for nobody")
+    assert sent == [["[Solo] for the client", "-1007"]]

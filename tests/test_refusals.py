@@ -25,9 +25,9 @@ def alerts_sent(monkeypatch):
 
     real = alerts.notify
 
-    def notify(key: str, text: str) -> bool:
+    def notify(key: str, text: str, **kwargs: object) -> bool:
         sent.append((key, text))
-        return real(key, text)
+        return real(key, text, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(alerts, "notify", notify)
     return sent
@@ -303,9 +303,29 @@ def test_5_7_26_pauses_every_account_on_the_sending_domain(app, factory, smtp_se
     assert _statuses() == {"sent": 3}
     handed = [r for r in db.session.execute(select(Recipient)).scalars() if r.handbacks]
     assert len(handed) == 1 and handed[0].attempts == 2
-    [alert] = [text for key, text in alerts_sent if key == "sender-auth:brand.example"]
+    # The key names the client: the pause (and its alert) is that client's.
+    [alert] = [text for key, text in alerts_sent if key == "sender-auth:1:brand.example"]
     assert "SPF record of brand.example" in alert and "_domainkey.brand.example" in alert
     assert not [key for key, _ in alerts_sent if key.startswith("account-paused")]
+
+
+def test_5_7_26_pauses_the_domain_within_the_client_that_caused_it(
+    app, factory, smtp_servers, alerts_sent
+):
+    refusing, _, other_server = smtp_servers
+    refused = factory.create_account(**smtp_account(refusing), email="one@brand.example")
+    other_client = factory.create_client(name="Other brand")
+    theirs = factory.create_account(
+        **smtp_account(other_server), email="two@brand.example", client_id=other_client.id
+    )
+    _running(factory, ["a@example.org"])
+    refusing.fail_all(550, UNAUTHENTICATED)
+    run_until_idle(app)
+    assert _account(refused.id).status == "paused"
+    assert _account(theirs.id).status == "active"
+    assert [key for key, _ in alerts_sent if key.startswith("sender-auth")] == [
+        "sender-auth:1:brand.example"
+    ]
 
 
 def test_a_freemail_sending_domain_pauses_only_the_refused_account(app, factory, smtp_servers):

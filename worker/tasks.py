@@ -42,9 +42,9 @@ def recover() -> None:
 
 
 @shared_task(name="sendfleet.telegram", ignore_result=True)
-def telegram(text: str) -> None:
+def telegram(text: str, chat_id: str | None = None) -> None:
     from flask import current_app
 
     from worker.jobs.telegram import send_telegram
 
-    send_telegram(current_app.extensions["settings"], text)
+    send_telegram(current_app.extensions["settings"], text, chat_id)

@@ -416,5 +416,6 @@ def _alert_campaigns_without_accounts(due: list[Due], campaigns: dict[int, Campa
         alerts.notify(
             f"campaign-no-account:{campaign_id}",
             f"Campaign {campaign_id} ({campaigns[campaign_id].name}) has recipients waiting "
-            "but no active account it is allowed to use.",
+            "but no active account of its client it is allowed to use.",
+            client_id=campaigns[campaign_id].client_id,
         )

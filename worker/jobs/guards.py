@@ -42,12 +42,12 @@ PAUSE_CAMPAIGN = text(
     WITH paused AS (
         UPDATE campaigns SET status = 'paused', paused_reason = :reason, updated_at = :now
         WHERE id = :campaign_id AND status = 'running'
-        RETURNING id, name
+        RETURNING id, name, client_id
     ), logged AS (
         INSERT INTO events (type, campaign_id, data)
         SELECT 'campaign_paused', id, CAST(:data AS jsonb) FROM paused
     )
-    SELECT id, name FROM paused
+    SELECT id, name, client_id FROM paused
     """
 )
 
@@ -100,6 +100,7 @@ def check_content(
     alerts.notify(
         f"campaign-paused:{campaign_id}",
         f"Campaign {campaign_id} ({paused.name}) paused by the content guard: {reason}",
+        client_id=paused.client_id,
     )
     return True
 

@@ -58,6 +58,8 @@ SUPPRESS_BOUNCE = text(
     """
 )
 
+CLIENT_OF_CAMPAIGN = text("SELECT client_id FROM campaigns WHERE id = :id")
+
 COUNT_FAILURE = text(
     """
     UPDATE accounts SET consecutive_failures = consecutive_failures + 1, updated_at = now()
@@ -75,11 +77,11 @@ SET_ACCOUNT_STATUS = text(
         UPDATE accounts
         SET status = :status, paused_until = :until, paused_reason = :reason, updated_at = now()
         WHERE id = :id AND status = 'active'
-        RETURNING id
+        RETURNING id, client_id
     )
-    INSERT INTO events (type, account_id, data)
-    SELECT :event, id, CAST(:data AS jsonb) FROM changed
-    RETURNING account_id
+    INSERT INTO events (type, account_id, client_id, data)
+    SELECT :event, id, client_id, CAST(:data AS jsonb) FROM changed
+    RETURNING account_id, client_id
     """
 )
 
@@ -139,6 +141,7 @@ def record(
             f"outcome-lost:{account_id}",
             f"Account {account_id}: the outcome of a send was lost ({reply.text[:120]}); "
             "the recipient is marked unknown and will not be resent automatically.",
+            client_id=session.execute(CLIENT_OF_CAMPAIGN, {"id": sent.campaign_id}).scalar(),
         )
         return Recorded(outcome, stops_account=False)
     if verdict.stops_account:
@@ -386,5 +389,6 @@ def set_account_status(
         f"Account {account_id} {status.value}"
         + (f" until {until:%Y-%m-%d %H:%M} UTC" if until else "")
         + f": {reason}",
+        client_id=changed.client_id,
     )
     return True

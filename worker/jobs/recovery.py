@@ -161,11 +161,13 @@ def run_recovery() -> RecoveryResult:
         result = recover(
             session, Limiter(redis), Liveness(redis, settings), settings, now=datetime.now(UTC)
         )
+    clients = _clients_of(list(result.unknown))
     for campaign_id, count in result.unknown.items():
         alerts.notify(
             f"unknown:{campaign_id}",
             f"Campaign {campaign_id}: {count} send(s) lost their outcome (worker died "
             "mid-send?). They are marked unknown and will not be resent automatically.",
+            client_id=clients.get(campaign_id),
         )
     if result.overdue:
         alerts.notify(
@@ -201,3 +203,13 @@ def recover(
     result.overdue = session.execute(OVERDUE, {"cutoff": lease_cutoff, "dead": dead}).scalar_one()
     result.resumed_accounts = list(session.execute(RESUME_EXPIRED, {"now": now}).scalars())
     return result
+
+
+def _clients_of(campaign_ids: list[int]) -> dict[int, int]:
+    if not campaign_ids:
+        return {}
+    with unit_of_work() as session:
+        rows = session.execute(
+            text("SELECT id, client_id FROM campaigns WHERE id = ANY(:ids)"), {"ids": campaign_ids}
+        )
+        return {row.id: row.client_id for row in rows}

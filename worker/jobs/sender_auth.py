@@ -28,12 +28,13 @@ PAUSE_ACCOUNTS = text(
         UPDATE accounts
         SET status = 'paused', paused_until = :until, paused_reason = :reason, updated_at = now()
         WHERE status = 'active'
-          AND (id = :account_id OR (:whole_domain AND sending_domain = :domain))
-        RETURNING id
+          AND (id = :account_id OR (:whole_domain AND sending_domain = :domain
+               AND client_id = (SELECT client_id FROM accounts WHERE id = :account_id)))
+        RETURNING id, client_id
     )
-    INSERT INTO events (type, account_id, data)
-    SELECT 'account_paused', id, CAST(:data AS jsonb) FROM changed
-    RETURNING account_id
+    INSERT INTO events (type, account_id, client_id, data)
+    SELECT 'account_paused', id, client_id, CAST(:data AS jsonb) FROM changed
+    RETURNING account_id, client_id
     """
 )
 
@@ -59,8 +60,9 @@ def pause_sending_domain(
     reply: SmtpReply,
     now: datetime,
 ) -> list[int]:
-    """Pauses the accounts on `sending_domain` (only `account_id` for freemail); returns the
-    ids that changed. Accounts already paused or disabled are left as they are."""
+    """Pauses the accounts of `account_id`'s client on `sending_domain` (only `account_id`
+    for freemail); returns the ids that changed. Accounts already paused or disabled, and
+    other clients' accounts, are left as they are."""
     checks = failed_checks(reply)
     named = "/".join(checks)
     whole_domain = not settings.is_freemail(sending_domain)
@@ -74,7 +76,7 @@ def pause_sending_domain(
         "failed": list(checks),
         "until": until.isoformat(),
     }
-    paused = list(
+    rows = list(
         session.execute(
             PAUSE_ACCOUNTS,
             {
@@ -85,8 +87,9 @@ def pause_sending_domain(
                 "reason": reason,
                 "data": json.dumps(data),
             },
-        ).scalars()
+        )
     )
+    paused = [row.account_id for row in rows]
     if not paused:
         return paused
     log.warning(
@@ -94,7 +97,9 @@ def pause_sending_domain(
         extra={"sending_domain": sending_domain, "accounts": paused, "failed": named},
     )
     text_ = _alert_text(sending_domain, checks, paused, whole_domain, reason, until)
-    alerts.notify(f"sender-auth:{sending_domain}", text_)
+    # Per client: the domain pause acts within the client whose send was refused.
+    client_id = rows[0].client_id
+    alerts.notify(f"sender-auth:{client_id}:{sending_domain}", text_, client_id=client_id)
     return paused
 
 

@@ -15,14 +15,16 @@ TIMEOUT_SECONDS = 10
 MAX_TEXT = 4000  # Telegram's limit is 4096 characters
 
 
-def send_telegram(settings: Settings, text: str) -> bool:
-    if settings.telegram_bot_token is None or not settings.telegram_chat_id:
+def send_telegram(settings: Settings, text: str, chat_id: str | None = None) -> bool:
+    """Sends `text` to `chat_id` (a client's own chat), else to TELEGRAM_CHAT_ID."""
+    chat_id = chat_id or settings.telegram_chat_id
+    if settings.telegram_bot_token is None or not chat_id:
         return False
     token = settings.telegram_bot_token.get_secret_value()
     url = f"{settings.telegram_api_base.rstrip('/')}/bot{token}/sendMessage"
     body = json.dumps(
         {
-            "chat_id": settings.telegram_chat_id,
+            "chat_id": chat_id,
             "text": text[:MAX_TEXT],
             "disable_web_page_preview": True,
         }
