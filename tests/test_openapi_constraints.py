@@ -34,7 +34,7 @@ CAMPAIGN = {
     "recipients": [{"email": "a@b.example", "first_name": "A"}],
 }
 WINDOW = {"timezone": "UTC", "days": [0], "start_hour": 0, "end_hour": 24}
-LIMIT_KEYS = {"system": "*", "account": "{account}", "sending_domain": "x.example"}
+LIMIT_KEYS = {"system": "*", "account": "{account}", "client": "1", "sending_domain": "x.example"}
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,12 @@ BASES: dict[tuple[str, str], Base] = {
         body={"recipients": CAMPAIGN["recipients"]}
     ),
     ("post", "/api/v1/suppressions"): Base(body={"email": "s@x.example"}),
+    # An admin key: every scope, `system` and `client` included, is then accepted.
     ("put", "/api/v1/limits/{scope}/{key}"): Base(
-        path={"scope": "recipient_domain", "key": "x.example"}, body={"per_day": 5}
+        path={"scope": "recipient_domain", "key": "x.example"}, body={"per_day": 5}, admin=True
     ),
     ("delete", "/api/v1/limits/{scope}/{key}"): Base(
-        path={"scope": "recipient_domain", "key": "x.example"}
+        path={"scope": "recipient_domain", "key": "x.example"}, admin=True
     ),
     ("delete", "/api/v1/suppressions/{value}"): Base(path={"value": "gone@x.example"}),
     ("get", "/api/v1/campaigns"): Base(),
@@ -375,9 +376,10 @@ def test_the_server_applies_each_documented_constraint(case, api, admin_key, fac
     if BASES[(case.method, case.path)].admin:
         kwargs["headers"] = {"Authorization": f"Bearer {admin_key}"}
     if case.path == "/api/v1/suppressions/{value}" and case.accepted:
-        factory.suppress(case.value)  # something to delete
+        factory.suppress(case.value, client_id=1)  # something the key's client may delete
     if case.method == "delete" and case.path.startswith("/api/v1/limits") and case.accepted:
-        assert api.put(url, json={"per_day": 1}).status_code == 200  # something to delete
+        # Something to delete.
+        assert api.put(url, json={"per_day": 1}, **kwargs).status_code == 200
     response = getattr(api, case.method)(url, query_string=query, **kwargs)
     body = response.get_json(silent=True)
     if case.name == "recipients.0.email" and case.rule == "maxLength" and not case.accepted:
