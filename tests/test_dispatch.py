@@ -277,8 +277,9 @@ def test_two_connections_never_claim_the_same_rows(app, factory, database_url):
         .replace(":campaign_ids", "%(campaign_ids)s")
         .replace(":now", "%(now)s")
         .replace(":quotas", "%(quotas)s")
+        .replace(":taken", "%(taken)s")
     )
-    params = {"campaign_ids": [campaign.id], "now": datetime.now(UTC), "quotas": [6]}
+    params = {"campaign_ids": [campaign.id], "now": datetime.now(UTC), "quotas": [6], "taken": []}
     try:
         with first.cursor() as a, second.cursor() as b:
             a.execute(sql, params)

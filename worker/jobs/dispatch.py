@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 from celery import current_app as current_celery
 from flask import current_app
 from redis import Redis
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
@@ -43,111 +43,26 @@ from rotator.limiter import Limiter
 from worker.jobs import alerts
 from worker.jobs.assignment import Due, assign, load_pool
 from worker.jobs.backoffs import active_backoffs
+from worker.jobs.dispatch_sql import (
+    CLAIM_DUE,
+    COMPLETE_CAMPAIGNS,
+    IN_FLIGHT,
+    LOCK_RUNNING_CAMPAIGNS,
+    MARK_QUEUED,
+    MARK_SUPPRESSED,
+    POSTPONE,
+    QUEUED_EVENTS,
+    SUPPRESSED_AMONG,
+)
 from worker.jobs.locks import RedisLock
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = "sendfleet.send"
+# Rounds of the fair claim: the later ones hand out what campaigns with few due rows left.
+CLAIM_ROUNDS = 3
 # When a campaign has no usable account at all, look again after this long.
 NO_ACCOUNT_RETRY = timedelta(minutes=1)
-
-# Each campaign's due rows, oldest first, up to its fair share of the batch
-# (rotator.fairness.quotas): one index scan per campaign (ix_recipients_due).
-CLAIM_DUE = text(
-    """
-    SELECT d.id, d.campaign_id, d.email, d.domain
-    FROM unnest(CAST(:campaign_ids AS int[]), CAST(:quotas AS int[])) AS q(campaign_id, quota)
-    CROSS JOIN LATERAL (
-        SELECT r.id, r.campaign_id, r.email, r.domain
-        FROM recipients r
-        WHERE r.campaign_id = q.campaign_id
-          AND r.status IN ('pending', 'deferred')
-          AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= :now)
-        ORDER BY r.next_attempt_at NULLS FIRST, r.id
-        LIMIT q.quota
-        FOR UPDATE OF r SKIP LOCKED
-    ) AS d
-    """
-)
-
-# The rows are locked by CLAIM_DUE in this transaction, so the status guard is a belt to
-# the braces of SKIP LOCKED: a row can only move from a state the dispatcher may move.
-# A new queued row is nobody's until its task starts (a holder left from an earlier attempt
-# would keep recovery from ever returning it, should its task be lost).
-MARK_QUEUED = text(
-    """
-    UPDATE recipients AS r
-    SET status = 'queued', account_id = v.account_id, reservation = v.token,
-        queued_at = :now, updated_at = :now, claimed_by = NULL
-    FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
-                 unnest(CAST(:account_ids AS int[])) AS account_id,
-                 unnest(CAST(:tokens AS text[])) AS token) AS v
-    WHERE r.id = v.id AND r.status IN ('pending', 'deferred')
-    RETURNING r.id, r.campaign_id, r.account_id
-    """
-)
-
-POSTPONE = text(
-    """
-    UPDATE recipients AS r
-    SET next_attempt_at = v.at, updated_at = :now
-    FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
-                 unnest(CAST(:ats AS timestamptz[])) AS at) AS v
-    WHERE r.id = v.id AND r.status IN ('pending', 'deferred')
-    """
-)
-
-MARK_SUPPRESSED = text(
-    """
-    WITH moved AS (
-        UPDATE recipients AS r SET status = 'suppressed', updated_at = :now
-        WHERE r.id = ANY(:ids) AND r.status IN ('pending', 'deferred')
-        RETURNING r.id, r.campaign_id
-    )
-    INSERT INTO events (type, campaign_id, recipient_id, data)
-    SELECT 'suppressed', campaign_id, id, '{"stage": "dispatch"}'::jsonb FROM moved
-    """
-)
-
-# NULL client: global (bounces, complaints, operator blocks); else one client's unsubscribe.
-SUPPRESSED_AMONG = text(
-    """
-    SELECT client_id, value FROM suppressions
-    WHERE value = ANY(:emails) OR (kind = 'domain' AND value = ANY(:domains))
-    """
-)
-
-QUEUED_EVENTS = text(
-    """
-    INSERT INTO events (type, campaign_id, recipient_id, account_id)
-    SELECT 'queued', unnest(CAST(:campaign_ids AS int[])), unnest(CAST(:ids AS bigint[])),
-           unnest(CAST(:account_ids AS int[]))
-    """
-)
-
-IN_FLIGHT = text("SELECT count(*) FROM recipients WHERE status IN ('queued', 'sending')")
-
-# Completion in two statements. The first locks the running campaigns nobody else holds
-# (an import adding recipients holds its campaign's row: skip it). The second decides with
-# a fresh snapshot, taken after the locks, so it sees every recipient committed before
-# them; one UPDATE alone would re-check a row it waited for against its older snapshot.
-LOCK_RUNNING_CAMPAIGNS = text(
-    "SELECT id FROM campaigns WHERE status = 'running' FOR UPDATE SKIP LOCKED"
-)
-COMPLETE_CAMPAIGNS = text(
-    """
-    WITH done AS (
-        UPDATE campaigns AS c SET status = 'completed', completed_at = :now, updated_at = :now
-        WHERE c.id = ANY(:ids) AND c.status = 'running' AND NOT EXISTS (
-            SELECT 1 FROM recipients r WHERE r.campaign_id = c.id
-              AND r.status IN ('pending', 'deferred', 'queued', 'sending'))
-        RETURNING c.id
-    )
-    INSERT INTO events (type, campaign_id)
-    SELECT 'campaign_completed', id FROM done
-    RETURNING campaign_id
-    """
-)
 
 
 @dataclass
@@ -288,15 +203,31 @@ def _claim_fairly(
     session: Session, campaigns: dict[int, Campaign], limit: int, now: datetime
 ) -> list[Any]:
     """Due rows, each client an equal share of `limit` and each of its campaigns an equal
-    share of that, ordered round-robin the same way (rotator.fairness)."""
-    by_client: dict[int, list[int]] = defaultdict(list)
-    for campaign in campaigns.values():
-        by_client[campaign.client_id].append(campaign.id)
-    shares = quotas(by_client, limit, rotation=int(now.timestamp()))
-    rows = session.execute(
-        CLAIM_DUE,
-        {"campaign_ids": list(shares), "quotas": list(shares.values()), "now": now},
-    ).all()
+    share of that, ordered round-robin the same way (rotator.fairness). What a campaign
+    with fewer due rows leaves of its share goes, in a further round, to the campaigns that
+    used all of theirs."""
+    waiting = dict(campaigns)
+    rows: list[Any] = []
+    for _ in range(CLAIM_ROUNDS):
+        by_client: dict[int, list[int]] = defaultdict(list)
+        for campaign in waiting.values():
+            by_client[campaign.client_id].append(campaign.id)
+        shares = quotas(by_client, limit - len(rows), rotation=int(now.timestamp()))
+        if not shares:
+            break
+        claimed = session.execute(
+            CLAIM_DUE,
+            {
+                "campaign_ids": list(shares),
+                "quotas": list(shares.values()),
+                "now": now,
+                "taken": [r.id for r in rows],
+            },
+        ).all()
+        rows += claimed
+        got = Counter(r.campaign_id for r in claimed)
+        # Only a campaign that filled its share may have more due rows.
+        waiting = {cid: waiting[cid] for cid, quota in shares.items() if got[cid] >= quota}
     return interleave(
         rows,
         client_of=lambda r: campaigns[r.campaign_id].client_id,
