@@ -194,3 +194,19 @@ def test_a_domain_back_off_holds_the_client_that_was_told_to_slow_down(app, fact
     assert result.backed_off == 2 and result.queued == 2
     assert _by(Recipient.status, held.id) == {"pending": 2}
     assert _by(Recipient.status, free.id) == {"queued": 2}
+
+
+def test_a_client_paused_after_dispatch_gets_its_queued_rows_handed_back(app, factory):
+    from tests.pipeline import send_batches
+
+    a, _ = _two_clients(factory)
+    _account(factory, a)
+    campaign = _running(factory, a, _emails(3))
+    result = dispatch(app)
+    assert result.queued == 3
+    db.session.execute(update(Client).where(Client.id == a).values(status="paused"))
+    db.session.commit()
+    [outcome] = send_batches(app, result)
+    assert outcome.handed_back == 3
+    db.session.expire_all()
+    assert _by(Recipient.status, campaign.id) == {"pending": 3}
