@@ -2,19 +2,23 @@
 -- scored by time in integer microseconds (exact in a Lua double until 2255).
 -- A window holds at most `limit` members scored within its last `span` us.
 --
--- KEYS[i]   the sorted set of window i
+-- KEYS[i]   the sorted set of window i; with ARGV[4] "1" (reserve, used) the last key is
+--           the epoch key instead, written when the windows were (re)built: without it
+--           Redis has lost them (restart, flush, failover) and the call answers {-1}
+--           without touching anything, so the caller rebuilds them first
 -- ARGV[1]   op: "reserve" | "release" | "used" | "frees"
 -- ARGV[2]   now in microseconds, or "" to use the Redis clock (one clock for all nodes)
 -- ARGV[3]   spans of the windows in microseconds, comma-separated, one per key
 -- then, by op (numbers travel as comma-separated strings: far fewer arguments
 -- to pack than one per number, which dominated the round trip):
---   reserve: ARGV[4] token prefix, ARGV[5] first token number,
---            ARGV[6] slots "key,limit,key,limit,..." (a slot is one window check),
---            ARGV[7] requests "w,slot,...,slot,w,slot,..." (w = slots in the request)
+--   reserve: ARGV[4] guard ("1": check the epoch key), ARGV[5] token prefix,
+--            ARGV[6] first token number,
+--            ARGV[7] slots "key,limit,key,limit,..." (a slot is one window check),
+--            ARGV[8] requests "w,slot,...,slot,w,slot,..." (w = slots in the request)
 --            -> per request: allowed (0/1), wait us, refusing slot position (0-based, -1)
 --            token of request n (1-based) = prefix .. (first + n - 1)
 --   release: ARGV[4] token               -> {}
---   used:    (nothing)                   -> per key: live count
+--   used:    ARGV[4] guard               -> per key: live count
 --   frees:   ARGV[4] limit (KEYS[1])     -> us when it has room again, or -1
 local op = ARGV[1]
 local now
@@ -33,6 +37,10 @@ end
 
 local nkeys = #KEYS
 local span = numbers(ARGV[3])
+if (op == "reserve" or op == "used") and ARGV[4] == "1" then
+  if redis.call("EXISTS", KEYS[nkeys]) == 0 then return {-1} end
+  nkeys = nkeys - 1
+end
 
 local live = {}     -- members in window i now, counting this call's pending adds
 local pending = {}  -- members reserved in this call, not yet written (score = now)
@@ -79,9 +87,9 @@ local function wait_for(i, limit)
 end
 
 if op == "reserve" then
-  local prefix, first = ARGV[4], tonumber(ARGV[5])
-  local slots = numbers(ARGV[6])
-  local req = numbers(ARGV[7])
+  local prefix, first = ARGV[5], tonumber(ARGV[6])
+  local slots = numbers(ARGV[7])
+  local req = numbers(ARGV[8])
   local out = {}
   local pos, n = 1, 0
   while pos <= #req do

@@ -8,7 +8,7 @@ refused caller can retry exactly `retry_after` seconds later.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 _SCRIPT = (Path(__file__).with_name("limiter.lua")).read_text(encoding="utf-8")
 _US = 1_000_000
+# Members per ZADD and commands per pipeline round trip when restoring windows.
+_RESTORE_CHUNK = 5000
+_RESTORE_PIPELINE = 200
 
 
 class Scope(StrEnum):
@@ -28,6 +31,15 @@ class Scope(StrEnum):
     RECIPIENT_DOMAIN = "recipient_domain"
     CAMPAIGN = "campaign"
     CLIENT = "client"
+
+
+class WindowsLost(Exception):
+    """Redis no longer holds the windows (restarted without persistence, flushed, failed
+    over): nothing may be reserved until they are rebuilt from the record of what was sent
+    and `Limiter.restore` has written them."""
+
+
+WindowId = tuple[Scope, str, int]  # (scope, key, seconds): one sorted set
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,16 @@ class Decision:
 
 
 class Limiter:
-    def __init__(self, redis: redis.Redis, prefix: str = "sf:lim") -> None:
+    """With `require_epoch`, `reserve_many` and `used` raise WindowsLost once Redis has lost
+    the windows (their epoch key is gone), instead of answering from empty windows."""
+
+    def __init__(
+        self, redis: redis.Redis, prefix: str = "sf:lim", *, require_epoch: bool = False
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._require_epoch = require_epoch
+        self._epoch_key = f"{prefix}:epoch"
         self._script = redis.register_script(_SCRIPT)
         # Tokens only need to be unique among live members of one window:
         # a random per-instance prefix plus a counter is unique across processes.
@@ -96,7 +115,12 @@ class Limiter:
         first = self._next_token
         self._next_token += len(requests)
         raw = self._run(
-            "reserve", keys, spans, [self._token_prefix, first, _csv(slots), _csv(body)], now
+            "reserve",
+            keys,
+            spans,
+            [self._token_prefix, first, _csv(slots), _csv(body)],
+            now,
+            guarded=True,
         )
         decisions: list[Decision] = []
         for n, binding in enumerate(plans):
@@ -120,8 +144,37 @@ class Limiter:
         if not windows:
             return []
         keys = [self._key(w) for w in windows]
-        counts = self._run("used", keys, [w.seconds * _US for w in windows], [], now)
+        counts = self._run("used", keys, [w.seconds * _US for w in windows], [], now, guarded=True)
         return [int(c) for c in counts]
+
+    def is_built(self) -> bool:
+        return bool(self._redis.exists(self._epoch_key))
+
+    def restore(
+        self, windows: Mapping[WindowId, Sequence[tuple[str, float]]], *, epoch: str
+    ) -> int:
+        """Replaces every window with `windows` (members and their times in epoch
+        seconds), then writes the epoch: until then reservations keep being refused, so
+        none is granted against half-written windows. Returns the members written."""
+        stale = list(self._redis.scan_iter(match=f"{self._prefix}:*", count=1000))
+        pipe = self._redis.pipeline(transaction=False)
+        for chunk in range(0, len(stale), 1000):
+            pipe.unlink(*stale[chunk : chunk + 1000])
+        written = 0
+        for (scope, key, seconds), members in windows.items():
+            if not members:
+                continue
+            name = f"{self._prefix}:{scope.value}:{key}:{seconds}"
+            for start in range(0, len(members), _RESTORE_CHUNK):
+                part = members[start : start + _RESTORE_CHUNK]
+                pipe.zadd(name, {member: round(at * _US) for member, at in part})
+            pipe.pexpire(name, seconds * 1000)
+            written += len(members)
+            if len(pipe) > _RESTORE_PIPELINE:
+                pipe.execute()
+        pipe.set(self._epoch_key, epoch)
+        pipe.execute()
+        return written
 
     def frees_at(self, window: Window, *, now: float | None = None) -> float | None:
         """Epoch seconds when the window next has room; None when it has room now."""
@@ -132,10 +185,25 @@ class Limiter:
         return f"{self._prefix}:{w.scope.value}:{w.key}:{w.seconds}"
 
     def _run(
-        self, op: str, keys: list[str], spans: list[int], body: list[Any], now: float | None
+        self,
+        op: str,
+        keys: list[str],
+        spans: list[int],
+        body: list[Any],
+        now: float | None,
+        *,
+        guarded: bool = False,
     ) -> Any:
         clock = "" if now is None else round(now * _US)
-        return self._script(keys=keys, args=[op, clock, _csv(spans), *body])
+        if not guarded:
+            return self._script(keys=keys, args=[op, clock, _csv(spans), *body])
+        guard = "1" if self._require_epoch else "0"
+        if self._require_epoch:
+            keys = [*keys, self._epoch_key]
+        raw = self._script(keys=keys, args=[op, clock, _csv(spans), guard, *body])
+        if self._require_epoch and raw == [-1]:
+            raise WindowsLost(self._epoch_key)
+        return raw
 
 
 def _csv(numbers: list[int]) -> str:

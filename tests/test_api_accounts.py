@@ -9,6 +9,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from app.crypto import SecretBox
+from app.extensions import db
 from app.models import Account, Event
 from rotator.limiter import Limiter, Scope, Window
 
@@ -144,6 +145,7 @@ def test_a_duplicate_name_is_a_conflict(api):
 def test_sent_today_is_the_limiters_day_window(api, factory, redis_client):
     busy, idle = factory.create_account(), factory.create_account()
     limiter = Limiter(redis_client)
+    limiter.restore({}, epoch="built")  # the windows are intact
     for _ in range(3):
         assert limiter.reserve([Window(Scope.ACCOUNT, str(busy.id), 86400, 100)]).allowed
     items = {a["id"]: a for a in api.get("/api/v1/accounts").get_json()["items"]}
@@ -152,7 +154,8 @@ def test_sent_today_is_the_limiters_day_window(api, factory, redis_client):
     assert api.get(f"/api/v1/accounts/{busy.id}").get_json()["sent_today"] == 3
 
 
-def test_listing_reads_all_usage_in_one_limiter_call(api, factory, monkeypatch):
+def test_listing_reads_all_usage_in_one_limiter_call(api, factory, monkeypatch, redis_client):
+    Limiter(redis_client).restore({}, epoch="built")
     for _ in range(4):
         factory.create_account()
     calls = []
@@ -167,14 +170,32 @@ def test_listing_reads_all_usage_in_one_limiter_call(api, factory, monkeypatch):
     assert calls == [4]
 
 
-def test_sent_today_is_null_when_redis_is_down(api, app, factory, monkeypatch):
-    factory.create_account()
+def _sent(factory, account, n):
+    campaign = factory.create_campaign(status="running")
+    rows = factory.create_recipients(campaign, [f"r{i}@to.example" for i in range(n)])
+    for row in rows:
+        db.session.add(
+            Event(type="sent", campaign_id=campaign.id, recipient_id=row.id, account_id=account.id)
+        )
+    db.session.commit()
+
+
+def test_sent_today_comes_from_the_database_when_redis_is_down(api, app, factory, monkeypatch):
+    account = factory.create_account()
+    _sent(factory, account, 2)
     monkeypatch.setitem(
         app.extensions, "redis", Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     )
     response = api.get("/api/v1/accounts")
     assert response.status_code == 200
-    assert response.get_json()["items"][0]["sent_today"] is None
+    assert response.get_json()["items"][0]["sent_today"] == 2
+
+
+def test_sent_today_comes_from_the_database_when_redis_lost_the_windows(api, factory, redis_client):
+    account = factory.create_account()
+    _sent(factory, account, 3)
+    redis_client.flushdb()  # a restart without persistence: no windows, no epoch
+    assert api.get(f"/api/v1/accounts/{account.id}").get_json()["sent_today"] == 3
 
 
 def test_unknown_and_malformed_ids_are_404(api):

@@ -27,9 +27,10 @@ ID = "<int:account_id>"
 
 
 def _state(*rows: Account) -> list[dict[str, Any]]:
-    return accounts.with_pool_state(
-        rows, current_app.extensions["settings"], current_app.extensions["redis"]
-    )
+    with unit_of_work() as session:
+        return accounts.with_pool_state(
+            session, rows, current_app.extensions["settings"], current_app.extensions["redis"]
+        )
 
 
 @blp.route("")

@@ -49,6 +49,8 @@ class Event(Base):
         Index("ix_events_recipient", "recipient_id"),
         Index("ix_events_account_created", "account_id", "created_at"),
         Index("ix_events_client_created", "client_id", "created_at"),
+        # The last day's sends, read when the limiter's windows are rebuilt (app.services.sends).
+        Index("ix_events_created_brin", "created_at", postgresql_using="brin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

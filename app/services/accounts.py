@@ -18,8 +18,9 @@ from app.crypto import SecretBox
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.models import Account, AccountStatus, Event, EventType, Recipient, RecipientStatus
 from app.services.clients import owner
+from app.services.sends import sends_in_last_day
 from app.settings import Settings
-from rotator.limiter import Limiter, Scope, Window
+from rotator.limiter import Limiter, Scope, Window, WindowsLost
 from rotator.providers import ProviderPreset, UnknownProvider, get_preset
 
 log = logging.getLogger(__name__)
@@ -195,21 +196,23 @@ def resume_account(session: Session, account_id: int, *, client_id: int | None) 
 
 
 def with_pool_state(
-    accounts: Sequence[Account], settings: Settings, redis: Redis
+    session: Session, accounts: Sequence[Account], settings: Settings, redis: Redis
 ) -> list[dict[str, Any]]:
-    """Each account as a dict with `cap_today` and `sent_today` (the limiter's day window;
-    one Redis round trip for them all; None when Redis does not answer)."""
+    """Each account as a dict with `cap_today` and `sent_today`: the limiter's day window
+    (one Redis round trip for them all), or, when Redis is down or has lost its windows,
+    the same count from the database (app.services.sends), so the figure survives Redis."""
     caps = [a.cap_today(settings.warmup_start, settings.warmup_step) for a in accounts]
     windows = [
         Window(Scope.ACCOUNT, str(a.id), DAY_SECONDS, cap)
         for a, cap in zip(accounts, caps, strict=True)
     ]
-    sent: Sequence[int | None]
+    sent: Sequence[int]
     try:
-        sent = Limiter(redis).used(windows)
-    except (RedisError, OSError) as exc:
-        log.warning("accounts.usage_unavailable", extra={"error": type(exc).__name__})
-        sent = [None] * len(accounts)
+        sent = Limiter(redis, require_epoch=True).used(windows)
+    except (RedisError, OSError, WindowsLost) as exc:
+        log.warning("accounts.usage_from_database", extra={"error": type(exc).__name__})
+        counts = sends_in_last_day(session, [a.id for a in accounts], datetime.now(UTC))
+        sent = [counts[a.id] for a in accounts]
     return [
         {
             **{key: getattr(a, key) for key in _SHOWN},

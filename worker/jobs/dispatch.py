@@ -39,7 +39,7 @@ from app.services.limits import load_limits
 from app.services.windows import in_window
 from app.settings import Settings
 from rotator.fairness import interleave, quotas
-from rotator.limiter import Limiter
+from rotator.limiter import Limiter, WindowsLost
 from worker.jobs import alerts
 from worker.jobs.assignment import Due, assign, load_pool
 from worker.jobs.backoffs import active_backoffs
@@ -55,6 +55,7 @@ from worker.jobs.dispatch_sql import (
     SUPPRESSED_AMONG,
 )
 from worker.jobs.locks import RedisLock
+from worker.jobs.windows_rebuild import ensure_windows
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class DispatchResult:
     suppressed: int = 0
     postponed: int = 0
     backed_off: int = 0
+    # The limiter's windows were rebuilt from the database in this pass; or they were
+    # lost and another process is rebuilding them, so this pass sent nothing (held).
+    rebuilt: bool = False
+    held: bool = False
     completed_campaigns: list[int] = field(default_factory=list)
     batches: list[tuple[int, list[int]]] = field(default_factory=list)
 
@@ -92,6 +97,8 @@ class DispatchResult:
             "suppressed": self.suppressed,
             "postponed": self.postponed,
             "backed_off": self.backed_off,
+            "rebuilt": self.rebuilt,
+            "held": self.held,
             "completed": self.completed_campaigns,
         }
 
@@ -116,13 +123,22 @@ def dispatch_until_done(
     redis: Redis, settings: Settings, *, budget_seconds: float
 ) -> DispatchResult:
     """Repeats batches while due work can go and the budget lasts; each batch is committed
-    and its tasks enqueued before the next one is claimed."""
-    limiter = Limiter(redis)
+    and its tasks enqueued before the next one is claimed. When Redis has lost the limiter's
+    windows, they are rebuilt from the database first (worker.jobs.windows_rebuild); a
+    batch that found them lost is rolled back, so nothing was claimed or reserved."""
+    limiter = Limiter(redis, require_epoch=True)
     total = DispatchResult()
     deadline = time.monotonic() + budget_seconds
     while True:
-        with unit_of_work() as session:
-            result = dispatch_batch(session, limiter, settings, now=datetime.now(UTC))
+        try:
+            with unit_of_work() as session:
+                result = dispatch_batch(session, limiter, settings, now=datetime.now(UTC))
+        except WindowsLost:
+            total.rebuilt = ensure_windows(redis, limiter, settings, datetime.now(UTC))
+            if not total.rebuilt or time.monotonic() >= deadline:
+                total.held = not total.rebuilt
+                return total
+            continue
         enqueue(result.batches)
         total.add(result)
         # Rows postponed for a domain back-off leave the scan: the next batch finds others.
