@@ -74,7 +74,10 @@ def flask_config(settings: Settings) -> dict[str, Any]:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    from app.outages import register_outage_handlers
+
     app.register_error_handler(DomainError, domain_error_response)
+    register_outage_handlers(app)
 
     @app.errorhandler(500)
     def internal_error(exc: Exception) -> Response | tuple[str, int]:
