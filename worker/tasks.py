@@ -1,11 +1,15 @@
 """Task shims: ids in, one domain call, typed outcomes to log levels (STYLE R6). Retry timing
-lives in the domain (next_attempt_at), never in Celery autoretry."""
+of sends lives in the domain (next_attempt_at), never in Celery autoretry; the one Celery
+retry here is of a send task that could not reach the database at all: it is published
+again (not acknowledged as done), so its queued rows go out when the database is back
+instead of waiting QUEUED_STALE_SECONDS for recovery."""
 
 from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
+from sqlalchemy.exc import OperationalError
 
 from worker.jobs import dispatch as dispatch_job
 from worker.jobs import recovery, send
@@ -20,9 +24,24 @@ def dispatch() -> None:
         log.info("dispatch.tick", extra=result.log_fields())
 
 
-@shared_task(name="sendfleet.send_batch", ignore_result=True)
-def send_batch(account_id: int, recipient_ids: list[int]) -> None:
-    result = send.send_batch(account_id, recipient_ids)
+# Retries of a send task while the database is unreachable: 1, 2, 4 ... 30 s apart, for
+# about as long as QUEUED_STALE_SECONDS' default; then recovery has them.
+DATABASE_RETRIES = 12
+DATABASE_RETRY_MAX_SECONDS = 30
+
+
+@shared_task(name="sendfleet.send_batch", ignore_result=True, bind=True)
+def send_batch(self: Task, account_id: int, recipient_ids: list[int]) -> None:
+    try:
+        result = send.send_batch(account_id, recipient_ids)
+    except OperationalError as exc:
+        countdown = min(2**self.request.retries, DATABASE_RETRY_MAX_SECONDS)
+        log.warning(
+            "send.database_unreachable_retry",
+            extra={"account_id": account_id, "retries": self.request.retries,
+                   "countdown": countdown},
+        )  # fmt: skip
+        raise self.retry(exc=exc, countdown=countdown, max_retries=DATABASE_RETRIES) from None
     if result.duplicates:
         log.info("send.duplicate", extra={"account_id": account_id, "count": result.duplicates})
 

@@ -21,10 +21,12 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.crypto import SecretBox
@@ -42,13 +44,11 @@ from rotator.templates import TemplateError, compiled_for
 from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
 from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
-from worker.jobs.reservations import release_reservations
+from worker.jobs.send_release import after_outage, hand_back, release_held
 from worker.jobs.send_sql import (
     CLAIM,
     FINISH_SENT_THEN_CLAIM,
-    HAND_BACK_QUEUED,
     MARK_HELD,
-    RELEASE_HELD,
     SUPPRESS_CLAIMED,
 )
 
@@ -115,10 +115,12 @@ def _send_batch(
     result = BatchResult()
     sender = _Sender.load(session, settings, account_id)
     if sender is None:
-        result.handed_back = _hand_back(session, settings, account_id, recipient_ids)
+        result.handed_back = hand_back(session, settings, account_id, recipient_ids)
         session.commit()
         return result
     previous: _Delivery | None = None
+    # An SMTP outcome held in memory until the commit that writes it.
+    unwritten: _Delivery | None = None
     try:
         session.execute(
             MARK_HELD, {"ids": recipient_ids, "account_id": account_id, "holder": sender.holder}
@@ -132,7 +134,8 @@ def _send_batch(
                 recorded = sender.record(previous)
                 if recorded.stops_account:
                     session.commit()
-                    result.handed_back = _hand_back(
+                    unwritten = None
+                    result.handed_back = hand_back(
                         session, settings, account_id, recipient_ids[position:]
                     )
                     session.commit()
@@ -140,12 +143,13 @@ def _send_batch(
             previous = None
             claimed = sender.claim(recipient_id, finished)
             session.commit()  # the claim (and the previous outcome) is durable before SMTP
+            unwritten = None
             if claimed is None:
-                if _hand_back(session, settings, account_id, [recipient_id]):
+                if hand_back(session, settings, account_id, [recipient_id]):
                     result.handed_back += 1
                     session.commit()
                     # The account left rotation or the campaign stopped: the rest waits too.
-                    result.handed_back += _hand_back(
+                    result.handed_back += hand_back(
                         session, settings, account_id, recipient_ids[position + 1 :]
                     )
                     session.commit()
@@ -154,27 +158,29 @@ def _send_batch(
                 continue
             if claimed.suppressed:
                 session.execute(SUPPRESS_CLAIMED, {"id": recipient_id, "now": _now()})
+                session.commit()
                 sender.release(claimed)
                 result.count("suppressed")
                 continue
-            previous = sender.deliver(claimed, result)
+            previous = unwritten = sender.deliver(claimed, result)
         if previous is not None:
             sender.record(previous)
         session.commit()
+    except OperationalError:
+        # The database went away: nothing more is sent; the outcome held in memory is
+        # written once it is back (within the send lease), the rest goes back to pending.
+        log.warning("send.database_unreachable", extra={"account_id": account_id})
+        try:
+            write = None if unwritten is None else partial(sender.record, unwritten)
+            result.handed_back += after_outage(session, settings, write, account_id, recipient_ids)
+        except BaseException:
+            release_held(session, sender.holder, recipient_ids)
+            raise
     except BaseException:
         session.rollback()
-        _release_held(session, sender.holder, recipient_ids)
+        release_held(session, sender.holder, recipient_ids)
         raise
     return result
-
-
-def _release_held(session: Session, holder: str, ids: list[int]) -> None:
-    try:
-        session.execute(RELEASE_HELD, {"ids": ids, "holder": holder})
-        session.commit()
-    except Exception:  # the database is what failed: the original error is the news
-        session.rollback()
-        log.warning("send.release_held_failed", extra={"holder": holder}, exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -373,17 +379,6 @@ class _Sender:
             campaign_daily_cap=campaign.daily_cap,
         )
         self.limiter.release(windows, claimed.reservation)
-
-
-def _hand_back(session: Session, settings: Settings, account_id: int, ids: list[int]) -> int:
-    if not ids:
-        return 0
-    rows = session.execute(
-        HAND_BACK_QUEUED, {"ids": ids, "account_id": account_id, "now": _now()}
-    ).all()
-    limiter = Limiter(current_app.extensions["redis"])
-    release_reservations(session, limiter, settings, rows)
-    return len(rows)
 
 
 def _endpoint(settings: Settings, account: Account) -> SmtpEndpoint:

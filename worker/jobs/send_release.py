@@ -1,0 +1,79 @@
+"""Giving a batch's rows back: to the dispatcher (queued rows, their reservations
+released), to recovery (rows this process held), and after a database outage, once the
+database answers again."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.settings import Settings
+from rotator.limiter import Limiter
+from worker.jobs.reservations import release_reservations
+from worker.jobs.send_sql import HAND_BACK_QUEUED, RELEASE_HELD
+
+log = logging.getLogger(__name__)
+
+# Retrying the database after it went away mid-batch: first wait, and the longest.
+OUTAGE_FIRST_DELAY = 0.5
+OUTAGE_MAX_DELAY = 10.0
+
+
+def hand_back(session: Session, settings: Settings, account_id: int, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    rows = session.execute(
+        HAND_BACK_QUEUED, {"ids": ids, "account_id": account_id, "now": datetime.now(UTC)}
+    ).all()
+    limiter = Limiter(current_app.extensions["redis"])
+    release_reservations(session, limiter, settings, rows)
+    return len(rows)
+
+
+def release_held(session: Session, holder: str, ids: list[int]) -> None:
+    try:
+        session.execute(RELEASE_HELD, {"ids": ids, "holder": holder})
+        session.commit()
+    except Exception:  # the database is what failed: the original error is the news
+        session.rollback()
+        log.warning("send.release_held_failed", extra={"holder": holder}, exc_info=True)
+
+
+def after_outage(
+    session: Session,
+    settings: Settings,
+    write_outcome: Callable[[], object] | None,
+    account_id: int,
+    recipient_ids: list[int],
+) -> int:
+    """Retries, with backoff for up to SEND_LEASE_SECONDS (the heartbeat keeps this
+    process's rows its own meanwhile), writing the outcome the server already gave and
+    handing the batch's still-queued rows back. Past the lease the error propagates and
+    the rows are left to recovery."""
+    deadline = time.monotonic() + settings.send_lease_seconds
+    delay = OUTAGE_FIRST_DELAY
+    while True:
+        try:
+            session.rollback()
+            if write_outcome is not None:
+                write_outcome()
+            handed = hand_back(session, settings, account_id, recipient_ids)
+            session.commit()
+        except OperationalError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, OUTAGE_MAX_DELAY)
+            continue
+        log.warning(
+            "send.database_back",
+            extra={"account_id": account_id, "outcome_written": write_outcome is not None,
+                   "handed_back": handed},
+        )  # fmt: skip
+        return handed
