@@ -60,6 +60,9 @@ def test_stale_queued_rows_go_back_to_pending_and_free_their_reservation(app, fa
 
 
 def test_fresh_queued_rows_are_left_alone(app, factory):
+    # Recovery has known this Redis since before the dispatch (else it was lost, broker
+    # and all: test_recovery_holders' broker tests).
+    _recover(app)
     factory.create_account()
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, ["a@x.example"])

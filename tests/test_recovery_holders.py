@@ -183,6 +183,7 @@ def test_a_heartbeat_missing_once_is_a_suspect_not_a_death(app, factory, fast, r
 
 def test_rows_without_a_holder_keep_the_age_rules(app, factory, fast, settings):
     """Written by an older version (sending) or never started (queued, task in the broker)."""
+    _trusted_epoch(app, fast)  # a Redis recovery knows: its broker still holds the task
     campaign = factory.create_campaign(status="running")
     now = datetime.now(UTC)
     factory.create_recipients(
@@ -193,13 +194,41 @@ def test_rows_without_a_holder_keep_the_age_rules(app, factory, fast, settings):
     )
     factory.create_recipients(campaign, ["new@x.example"], status="sending", sending_since=now)
     factory.create_recipients(campaign, ["waiting@x.example"], status="queued", queued_at=now)
-    _trusted_epoch(app, fast)
     _passes(app, fast, 0.5)
     assert _statuses() == {
         "old@x.example": "unknown",
         "new@x.example": "sending",
         "waiting@x.example": "queued",
     }
+
+
+def test_when_redis_the_broker_lost_its_data_unstarted_rows_go_back_at_once(
+    app, factory, fast, redis_client
+):
+    _trusted_epoch(app, fast)
+    campaign = factory.create_campaign(status="running")
+    now = datetime.now(UTC)
+    factory.create_recipients(campaign, ["lost@x.example"], status="queued", queued_at=now)
+    assert _recover(app, settings=fast).requeued == 0  # its task is in the broker
+    redis_client.flushall()  # and now it is not
+    result = _recover(app, settings=fast)
+    assert result.broker_lost and result.requeued == 1
+    assert _statuses() == {"lost@x.example": "pending"}
+
+
+def test_a_broker_elsewhere_keeps_its_tasks_when_redis_loses_its_data(
+    app, factory, fast, redis_client
+):
+    elsewhere = fast.model_copy(update={"celery_broker_url": "amqp://guest@127.0.0.1:5672//"})
+    _trusted_epoch(app, elsewhere)
+    campaign = factory.create_campaign(status="running")
+    factory.create_recipients(
+        campaign, ["kept@x.example"], status="queued", queued_at=datetime.now(UTC)
+    )
+    redis_client.flushall()
+    result = _recover(app, settings=elsewhere)
+    assert not result.broker_lost and result.requeued == 0
+    assert _statuses() == {"kept@x.example": "queued"}
 
 
 def test_the_heartbeat_thread_beats_while_the_process_is_busy(redis_client):

@@ -134,6 +134,9 @@ class Liveness:
         self.redis = redis
         self.ttl_ms = int(settings.heartbeat_ttl_seconds * 1000)
         self.confirm_ms = int(2 * settings.heartbeat_interval_seconds * 1000)
+        # Set by dead() when it finds Redis new to it: everything Redis held is gone,
+        # queued task messages too when Redis is also the broker.
+        self.redis_renewed = False
 
     def dead(self, holders: Iterable[str]) -> set[str]:
         """The holders whose death is established; records first sightings of missing ones."""
@@ -180,6 +183,7 @@ class Liveness:
             pipe.delete(SUSPECTS_KEY)
             pipe.execute()
             log.warning("heartbeat.redis_epoch_new", extra={"redis_run_id": run_id})
+            self.redis_renewed = True
             return False
         return now_ms - int(since) >= self.ttl_ms
 

@@ -5,8 +5,9 @@ process holding it (`claimed_by`) and every such process keeps a heartbeat
 
 1. `queued` rows go back to `pending` (their limiter reservations released) when their
    holder is dead, or, with no holder (the task never started: it is still in the broker or
-   the broker lost it), when older than QUEUED_STALE_SECONDS. If the task runs after all,
-   its claim finds the row no longer queued for it and does nothing.
+   the broker lost it), when older than QUEUED_STALE_SECONDS, or at once when Redis, being
+   the broker, was found to have lost its data (a restart, flush or failover). If the task
+   runs after all, its claim finds the row no longer queued for it and does nothing.
 2. `sending` rows become `unknown` with an event and an alert when their holder is dead.
    A row whose holder lives is never declared unknown, however long it takes; one older
    than SEND_LEASE_SECONDS raises an alert instead. Rows with no holder (written by a version
@@ -26,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from redis import Redis
@@ -138,6 +140,7 @@ class RecoveryResult:
     resumed_accounts: list[int] = field(default_factory=list)
     dead_holders: list[str] = field(default_factory=list)
     overdue: int = 0  # sending rows of live holders older than the lease (left alone)
+    broker_lost: bool = False  # Redis, the broker, lost its data: unstarted tasks are gone
 
     def any(self) -> bool:
         return any(
@@ -151,6 +154,7 @@ class RecoveryResult:
             "resumed_accounts": self.resumed_accounts,
             "dead_holders": self.dead_holders,
             "overdue": self.overdue,
+            "broker_lost": self.broker_lost,
         }
 
 
@@ -187,14 +191,15 @@ def recover(
     holders = list(session.execute(HOLDERS).scalars())
     dead = sorted(liveness.dead(holders))
     result.dead_holders = dead
-    requeued = session.execute(
-        REQUEUE_STALE,
-        {
-            "now": now,
-            "cutoff": now - timedelta(seconds=settings.queued_stale_seconds),
-            "dead": dead,
-        },
-    ).all()
+    stale = now - timedelta(seconds=settings.queued_stale_seconds)
+    if liveness.redis_renewed and broker_is_redis(settings):
+        # Redis lost its data and it was the broker: the task of every queued row no
+        # process had started on is gone. They go back now, not after QUEUED_STALE_SECONDS.
+        # A task that survives after all (prefetched by a worker) finds its row no longer
+        # queued for it, or claims it once: the claim decides, never twice.
+        stale = now
+        result.broker_lost = True
+    requeued = session.execute(REQUEUE_STALE, {"now": now, "cutoff": stale, "dead": dead}).all()
     result.requeued = len(requeued)
     release_reservations(session, limiter, settings, requeued)
     lease_cutoff = now - timedelta(seconds=settings.send_lease_seconds)
@@ -203,6 +208,16 @@ def recover(
     result.overdue = session.execute(OVERDUE, {"cutoff": lease_cutoff, "dead": dead}).scalar_one()
     result.resumed_accounts = list(session.execute(RESUME_EXPIRED, {"now": now}).scalars())
     return result
+
+
+def broker_is_redis(settings: Settings) -> bool:
+    """Whether the Celery broker is the Redis server of REDIS_URL (its default)."""
+    if settings.celery_broker_url is None:
+        return True
+    broker, store = urlsplit(settings.celery_broker_url), urlsplit(settings.redis_url)
+    if not broker.scheme.startswith("redis"):
+        return False
+    return (broker.hostname, broker.port or 6379) == (store.hostname, store.port or 6379)
 
 
 def _clients_of(campaign_ids: list[int]) -> dict[int, int]:
