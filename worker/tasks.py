@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from worker.jobs import dispatch as dispatch_job
 from worker.jobs import recovery, send
+from worker.jobs.send_release import database_retry
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +21,8 @@ log = logging.getLogger(__name__)
 @shared_task(name="sendfleet.dispatch", ignore_result=True)
 def dispatch() -> None:
     result = dispatch_job.run_dispatch()
-    if result.queued or result.postponed:
+    if result.queued or result.postponed or result.rebuilt or result.held:
         log.info("dispatch.tick", extra=result.log_fields())
-
-
-# Retries of a send task while the database is unreachable: 1, 2, 4 ... 30 s apart, for
-# about as long as QUEUED_STALE_SECONDS' default; then recovery has them.
-DATABASE_RETRIES = 12
-DATABASE_RETRY_MAX_SECONDS = 30
 
 
 @shared_task(name="sendfleet.send_batch", ignore_result=True, bind=True)
@@ -35,13 +30,8 @@ def send_batch(self: Task, account_id: int, recipient_ids: list[int]) -> None:
     try:
         result = send.send_batch(account_id, recipient_ids)
     except OperationalError as exc:
-        countdown = min(2**self.request.retries, DATABASE_RETRY_MAX_SECONDS)
-        log.warning(
-            "send.database_unreachable_retry",
-            extra={"account_id": account_id, "retries": self.request.retries,
-                   "countdown": countdown},
-        )  # fmt: skip
-        raise self.retry(exc=exc, countdown=countdown, max_retries=DATABASE_RETRIES) from None
+        retry = database_retry(account_id, self.request.retries)
+        raise self.retry(exc=exc, **retry) from None
     if result.duplicates:
         log.info("send.duplicate", extra={"account_id": account_id, "count": result.duplicates})
 

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 # Retrying the database after it went away mid-batch: first wait, and the longest.
 OUTAGE_FIRST_DELAY = 0.5
 OUTAGE_MAX_DELAY = 10.0
+# Retries of a send task that cannot reach the database at all: 1, 2, 4 ... 30 s apart,
+# for about as long as QUEUED_STALE_SECONDS' default; then recovery has its rows.
+DATABASE_RETRIES = 12
+DATABASE_RETRY_MAX_SECONDS = 30
 
 
 def hand_back(session: Session, settings: Settings, account_id: int, ids: list[int]) -> int:
@@ -77,3 +81,13 @@ def after_outage(
                    "handed_back": handed},
         )  # fmt: skip
         return handed
+
+
+def database_retry(account_id: int, retries: int) -> dict[str, int]:
+    """Celery retry options for a send task whose database was unreachable."""
+    countdown = min(2**retries, DATABASE_RETRY_MAX_SECONDS)
+    log.warning(
+        "send.database_unreachable_retry",
+        extra={"account_id": account_id, "retries": retries, "countdown": countdown},
+    )
+    return {"countdown": countdown, "max_retries": DATABASE_RETRIES}
