@@ -275,11 +275,16 @@ def test_two_connections_never_claim_the_same_rows(app, factory, database_url):
     sql = (
         str(CLAIM_DUE)
         .replace(":campaign_ids", "%(campaign_ids)s")
-        .replace(":now", "%(now)s")
+        .replace(":due_by", "%(due_by)s")
         .replace(":quotas", "%(quotas)s")
         .replace(":taken", "%(taken)s")
     )
-    params = {"campaign_ids": [campaign.id], "now": datetime.now(UTC), "quotas": [6], "taken": []}
+    params = {
+        "campaign_ids": [campaign.id],
+        "due_by": datetime.now(UTC),
+        "quotas": [6],
+        "taken": [],
+    }
     try:
         with first.cursor() as a, second.cursor() as b:
             a.execute(sql, params)

@@ -210,3 +210,31 @@ def test_a_client_paused_after_dispatch_gets_its_queued_rows_handed_back(app, fa
     assert outcome.handed_back == 3
     db.session.expire_all()
     assert _by(Recipient.status, campaign.id) == {"pending": 3}
+
+
+def test_rows_due_before_the_next_tick_compete_in_this_one(app, factory, settings):
+    """A row parked until a shared limit frees a moment from now is claimed with the rows
+    that were due all along, so the batch that finds the room shares it (the e2e test of a
+    shared system limit showed the race)."""
+    a, b = _two_clients(factory)
+    _account(factory, a)
+    _account(factory, b)
+    soon = _running(factory, b, _emails(2, prefix="soon"))
+    later = _running(factory, b, _emails(2, prefix="later"))
+    now = datetime.now(UTC)
+    tick = timedelta(seconds=settings.dispatch_interval_seconds)
+    db.session.execute(
+        update(Recipient)
+        .where(Recipient.campaign_id == soon.id)
+        .values(next_attempt_at=now + tick / 2)
+    )
+    db.session.execute(
+        update(Recipient)
+        .where(Recipient.campaign_id == later.id)
+        .values(next_attempt_at=now + tick * 2)
+    )
+    db.session.commit()
+    result = dispatch(app, now=now)
+    assert result.claimed == 2
+    assert _by(Recipient.status, soon.id) == {"queued": 2}
+    assert _by(Recipient.status, later.id) == {"pending": 2}

@@ -166,7 +166,12 @@ def dispatch_batch(
     limit = min(settings.dispatch_batch_size, room)
     if limit <= 0:
         return result
-    rows = _claim_fairly(session, campaigns, limit, now)
+    # Rows due before the next tick are claimed now: one parked until a shared limit frees
+    # a few ms from now must compete with the rows that were due all along, or the batch
+    # that reserves just after room returns would give it all to those (a row claimed
+    # early is only refused and parked again).
+    due_by = now + timedelta(seconds=settings.dispatch_interval_seconds)
+    rows = _claim_fairly(session, campaigns, limit, due_by)
     result.claimed = len(rows)
     if not rows:
         return result
@@ -216,7 +221,7 @@ def _campaigns_in_window(session: Session, now: datetime) -> dict[int, Campaign]
 
 
 def _claim_fairly(
-    session: Session, campaigns: dict[int, Campaign], limit: int, now: datetime
+    session: Session, campaigns: dict[int, Campaign], limit: int, due_by: datetime
 ) -> list[Any]:
     """Due rows, each client an equal share of `limit` and each of its campaigns an equal
     share of that, ordered round-robin the same way (rotator.fairness). What a campaign
@@ -228,7 +233,7 @@ def _claim_fairly(
         by_client: dict[int, list[int]] = defaultdict(list)
         for campaign in waiting.values():
             by_client[campaign.client_id].append(campaign.id)
-        shares = quotas(by_client, limit - len(rows), rotation=int(now.timestamp()))
+        shares = quotas(by_client, limit - len(rows), rotation=int(due_by.timestamp()))
         if not shares:
             break
         claimed = session.execute(
@@ -236,7 +241,7 @@ def _claim_fairly(
             {
                 "campaign_ids": list(shares),
                 "quotas": list(shares.values()),
-                "now": now,
+                "due_by": due_by,
                 "taken": [r.id for r in rows],
             },
         ).all()

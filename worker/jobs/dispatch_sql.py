@@ -16,7 +16,7 @@ CLAIM_DUE = text(
         WHERE r.campaign_id = q.campaign_id
           AND r.id <> ALL(CAST(:taken AS bigint[]))
           AND r.status IN ('pending', 'deferred')
-          AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= :now)
+          AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= :due_by)
         ORDER BY r.next_attempt_at NULLS FIRST, r.id
         LIMIT q.quota
         FOR UPDATE OF r SKIP LOCKED
