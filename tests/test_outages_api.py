@@ -88,3 +88,14 @@ def test_a_redis_outage_is_503_where_redis_is_needed(app, api, monkeypatch):
     assert "Redis" in response.get_json()["error"]["message"]
     # Where Redis is not needed (the figures come from the database then), all is well.
     assert api.get("/api/v1/accounts").status_code == 200
+
+
+def test_health_polled_during_an_outage_logs_it_once(client, database_away, caplog):
+    from app.outages import outages
+
+    outages.succeeded()
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+    for _ in range(5):
+        assert client.get("/api/v1/health").status_code == 503
+    assert [r.getMessage() for r in caplog.records] == ["outage.started"]

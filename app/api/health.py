@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import logging
-
 from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
@@ -10,8 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
-
-log = logging.getLogger(__name__)
+from app.outages import outages
 
 blp = Blueprint("health", __name__, description="Liveness of the API and its stores")
 
@@ -32,12 +29,12 @@ def health() -> tuple[dict[str, str], int]:
         db.session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         db.session.rollback()
-        log.warning("health.database_down", extra={"error": type(exc).__name__})
+        outages.failed("database", exc)  # one log line per outage, however often polled
         result["database"] = "down"
     try:
         current_app.extensions["redis"].ping()
     except (RedisError, OSError) as exc:
-        log.warning("health.redis_down", extra={"error": type(exc).__name__})
+        outages.failed("redis", exc)
         result["redis"] = "down"
     if "down" in result.values():
         result["status"] = "degraded"
