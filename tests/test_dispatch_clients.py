@@ -238,3 +238,15 @@ def test_rows_due_before_the_next_tick_compete_in_this_one(app, factory, setting
     assert result.claimed == 2
     assert _by(Recipient.status, soon.id) == {"queued": 2}
     assert _by(Recipient.status, later.id) == {"pending": 2}
+
+
+def test_a_campaigns_priority_weighs_its_share_of_the_batch(app, factory, settings, monkeypatch):
+    _account(factory, 1, daily_limit=100_000)
+    urgent = _running(factory, 1, _emails(100, "gmail.com", "u"), priority=3)
+    routine = _running(factory, 1, _emails(100, "gmail.com", "r"))
+    monkeypatch.setitem(
+        app.extensions, "settings", settings.model_copy(update={"dispatch_batch_size": 40})
+    )
+    assert dispatch(app).queued == 40
+    assert _by(Recipient.status, urgent.id)["queued"] == 30
+    assert _by(Recipient.status, routine.id)["queued"] == 10

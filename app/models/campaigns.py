@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ARRAY, DateTime, Integer, String, Text
+from sqlalchemy import ARRAY, CheckConstraint, DateTime, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,6 +37,7 @@ TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    __table_args__ = (CheckConstraint("priority BETWEEN 1 AND 100", name="priority"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = client_id_column()
@@ -50,6 +51,8 @@ class Campaign(Base):
     # {"timezone": "Europe/Berlin", "days": [0..6, Monday=0], "start_hour": 9, "end_hour": 17}
     window: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     daily_cap: Mapped[int | None] = mapped_column(Integer)
+    # Its share of the client's capacity against the client's other running campaigns.
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
     status: Mapped[str] = mapped_column(
         String(16), server_default=CampaignStatus.DRAFT.value, index=True
     )

@@ -36,8 +36,8 @@ EVENTS = {
 }
 _SHOWN = (
     "id", "client_id", "name", "status", "subject", "body_text", "body_html", "from_name",
-    "account_tags", "account_ids", "window", "daily_cap", "field_names", "created_at", "updated_at",
-    "started_at", "completed_at", "paused_reason",
+    "account_tags", "account_ids", "window", "daily_cap", "priority", "field_names",
+    "created_at", "updated_at", "started_at", "completed_at", "paused_reason",
 )  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def create_campaign(
         account_ids=data.get("account_ids") or None,
         window=data.get("window"),
         daily_cap=data.get("daily_cap"),
+        priority=data.get("priority", 1),
         status=CampaignStatus.DRAFT.value,
         field_names=[],
     )

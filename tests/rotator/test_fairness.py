@@ -57,3 +57,31 @@ def test_interleave_alternates_clients_then_campaigns_keeping_each_campaigns_ord
     assert order[:2] == [(1, 10, 0), (2, 20, 0)]
     assert [r for r in order if r[1] == 10] == [(1, 10, n) for n in range(4)]
     assert sorted(order) == sorted(rows)
+
+
+def test_a_campaigns_priority_weighs_its_share_within_its_client_only():
+    shares = quotas({1: [10, 11], 2: [20]}, 90, priority={10: 2, 11: 1, 20: 5})
+    assert (shares[10], shares[11]) == (30, 15)  # 2 : 1 of client 1's half
+    assert shares[20] == 45  # a priority does not take from another client
+
+
+def test_interleave_gives_a_higher_priority_more_places_per_round():
+    rows = [(1, 10, n) for n in range(4)] + [(1, 11, n) for n in range(4)]
+    order = interleave(
+        rows,
+        client_of=lambda r: r[0],
+        campaign_of=lambda r: r[1],
+        priority=lambda r: 3 if r[1] == 10 else 1,
+    )
+    assert [r[1] for r in order[:4]] == [10, 10, 10, 11]
+    assert sorted(order) == sorted(rows)
+
+
+@given(st.integers(0, 500), st.lists(st.integers(1, 100), min_size=1, max_size=10))
+def test_weighted_shares_add_up_and_follow_the_weights(total, weights):
+    campaigns = list(range(len(weights)))
+    shares = quotas({1: campaigns}, total, priority=dict(zip(campaigns, weights, strict=True)))
+    assert sum(shares.values()) == total
+    whole = sum(weights)
+    for campaign, weight in zip(campaigns, weights, strict=True):
+        assert abs(shares.get(campaign, 0) - total * weight / whole) < 1

@@ -4,8 +4,9 @@ One dispatcher runs at a time cluster-wide (a Redis lock). Each pass:
 
 1. claims due `pending`/`deferred` recipients of running campaigns of active clients that
    are inside their sending window, with `SELECT ... FOR UPDATE SKIP LOCKED LIMIT n` per
-   campaign: each client an equal share of the batch, each of its campaigns an equal share
-   of that (rotator.fairness), so a big campaign never starves a small one;
+   campaign: each client an equal share of the batch, each of its campaigns a share of
+   that weighted by its `priority` (rotator.fairness), so a big campaign never starves a
+   small one;
 2. drops suppressed ones (status `suppressed`, an event: a global suppression, or an
    unsubscribe from the campaign's own client), and postpones those whose domain asked
    the client's senders to slow down (worker.jobs.backoffs) until its back-off ends;
@@ -233,7 +234,12 @@ def _claim_fairly(
         by_client: dict[int, list[int]] = defaultdict(list)
         for campaign in waiting.values():
             by_client[campaign.client_id].append(campaign.id)
-        shares = quotas(by_client, limit - len(rows), rotation=int(due_by.timestamp()))
+        shares = quotas(
+            by_client,
+            limit - len(rows),
+            rotation=int(due_by.timestamp()),
+            priority={cid: c.priority for cid, c in waiting.items()},
+        )
         if not shares:
             break
         claimed = session.execute(
@@ -253,6 +259,7 @@ def _claim_fairly(
         rows,
         client_of=lambda r: campaigns[r.campaign_id].client_id,
         campaign_of=lambda r: r.campaign_id,
+        priority=lambda r: campaigns[r.campaign_id].priority,
     )
 
 

@@ -25,6 +25,7 @@ from app.models import CampaignStatus, RecipientStatus
 SUBJECT_MAX = 998  # RFC 5322 line length
 BODY_MAX = 1_000_000
 FIELD_NAME_MAX = 100
+PRIORITY_MAX = 100  # campaigns.priority's check constraint
 
 
 def _check_timezone(name: str) -> None:
@@ -138,6 +139,14 @@ class CampaignFieldsSchema(ma.Schema):
     )
     window = fields.Nested(WindowSchema, allow_none=True)
     daily_cap = StrictInteger(allow_none=True, validate=validate.Range(1, INT4_MAX))
+    priority = StrictInteger(
+        load_default=1,
+        validate=validate.Range(1, PRIORITY_MAX),
+        metadata={
+            "description": "share of its client's capacity against the client's other "
+            "running campaigns (2 gets twice the share of 1)"
+        },
+    )
 
     @ma.validates_schema
     def _one_selection(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -180,6 +189,7 @@ class CampaignUploadSchema(ma.Schema):
     account_ids = fields.String(metadata={"description": "comma-separated, or the field repeated"})
     window = fields.String(metadata={"description": "the window object as a JSON string"})
     daily_cap = fields.Integer()
+    priority = fields.Integer(validate=validate.Range(1, PRIORITY_MAX))
     email_column = fields.String(metadata={"description": EMAIL_COLUMN_DOC})
 
 
@@ -208,7 +218,7 @@ def form_to_json(form: Any) -> dict[str, Any]:
                 data[key] = json.loads(value) if value.strip() else None
             except ValueError:
                 raise ma.ValidationError({key: ["must be a JSON object"]}) from None
-        elif key == "daily_cap":
+        elif key in ("daily_cap", "priority"):
             data[key] = (
                 int(value) if value.strip().isdigit() and len(value) < 12 else (value or None)
             )
@@ -296,6 +306,7 @@ class CampaignSchema(ma.Schema):
     account_ids = fields.List(fields.Integer(), required=True, allow_none=True)
     window = fields.Nested(WindowSchema, required=True, allow_none=True)
     daily_cap = fields.Integer(required=True, allow_none=True)
+    priority = fields.Integer(required=True)
     field_names = fields.List(fields.String(), required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
