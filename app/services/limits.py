@@ -91,6 +91,15 @@ class LimitTable:
     ) -> list[Window]:
         """Every window one send must fit in, all reserved at once by the limiter. The
         account's client is the send's (a client's accounts send only its campaigns)."""
+        return (
+            self.account_windows(account)
+            + self.recipient_domain_windows(account.client_id, recipient_domain)
+            + self.campaign_windows(campaign_id, campaign_daily_cap)
+        )
+
+    def account_windows(self, account: Account) -> list[Window]:
+        """The windows every send of this account is in: system, its client, the account
+        and its sending domain."""
         client_id = account.client_id
         sending_key = self.sending_domain_key(account)
         scoped = [
@@ -98,15 +107,17 @@ class LimitTable:
             (Scope.CLIENT, str(client_id), self.client(client_id)),
             (Scope.ACCOUNT, str(account.id), self.account(account)),
             (Scope.SENDING_DOMAIN, sending_key, self.sending_domain(sending_key, client_id)),
-            (
-                Scope.RECIPIENT_DOMAIN,
-                recipient_domain_key(client_id, recipient_domain),
-                self.recipient_domain(recipient_domain, client_id),
-            ),
         ]
-        if campaign_id is not None and campaign_daily_cap is not None:
-            scoped.append((Scope.CAMPAIGN, str(campaign_id), Limit(None, campaign_daily_cap)))
         return [window for scope, key, limit in scoped for window in _windows(scope, key, limit)]
+
+    def recipient_domain_windows(self, client_id: int, domain: str) -> list[Window]:
+        key = recipient_domain_key(client_id, domain)
+        return _windows(Scope.RECIPIENT_DOMAIN, key, self.recipient_domain(domain, client_id))
+
+    def campaign_windows(self, campaign_id: int | None, daily_cap: int | None) -> list[Window]:
+        if campaign_id is None or daily_cap is None:
+            return []
+        return _windows(Scope.CAMPAIGN, str(campaign_id), Limit(None, daily_cap))
 
 
 def recipient_domain_key(client_id: int, domain: str) -> str:
