@@ -57,3 +57,20 @@ def test_restore_replaces_every_window_and_the_rebuilt_ones_bind(redis_client: r
     # A rebuilt in-flight reservation keeps its token: releasing it frees its place.
     limiter.release([DAY], "tok.9")
     assert limiter.reserve([DAY], now=T0 + 2).allowed
+
+
+def test_restore_entries_writes_many_windows_across_calls(redis_client: redis.Redis):
+    limiter = Limiter(redis_client, require_epoch=True)
+    big = (Scope.ACCOUNT, "1", 86400)
+    small = [(Scope.RECIPIENT_DOMAIN, f"1:d{i}.example", 86400) for i in range(500)]
+    at = round(T0 * 1_000_000)
+    windows = {big: [f"{at + i} rb:{i}" for i in range(30_000)]}  # more than one call
+    windows.update({w: [f"{at} rb:{i}"] for i, w in enumerate(small)})
+    assert limiter.restore_entries(windows, epoch="e") == 30_500
+    assert limiter.is_built()
+    counted = limiter.used(
+        [Window(Scope.ACCOUNT, "1", 86400, 10), Window(*small[7], 20)], now=T0 + 60
+    )
+    assert counted == [30_000, 1]
+    ttl = redis_client.pttl("sf:lim:account:1:86400")
+    assert 86_000_000 < ttl <= 86_400_000  # each window expires after its span
