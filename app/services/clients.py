@@ -3,7 +3,7 @@ them, and user memberships (which clients a UI user sees, and the role there).""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select, update
@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
-from app.models import Client, ClientStatus, Event, EventType, User, UserClient, UserRole
+from app.models import Campaign, Client, ClientStatus, Event, EventType, User, UserClient, UserRole
 from app.models.clients import DEFAULT_CLIENT_ID
 
 DEFAULT_PAUSE_REASON = "paused by an operator"
@@ -198,3 +198,13 @@ def _event_data(source: str, api_key_id: int | None, **extra: Any) -> dict[str, 
     if api_key_id is not None:
         data["api_key_id"] = api_key_id
     return data
+
+
+def clients_of_campaigns(session: Session, campaign_ids: Collection[int]) -> dict[int, int]:
+    """Each campaign's client, for the campaigns that exist."""
+    if not campaign_ids:
+        return {}
+    rows = session.execute(
+        select(Campaign.id, Campaign.client_id).where(Campaign.id.in_(list(campaign_ids)))
+    )
+    return {campaign_id: client_id for campaign_id, client_id in rows}

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput, NotFound
 from app.models import Campaign, CampaignStatus, Event, EventType
 from app.services.addresses import AddressValidator
+from app.services.clients import clients_of_campaigns
 from app.services.csv_reader import CsvSource
 from app.services.import_fields import (
     FieldsSql,
@@ -232,7 +233,10 @@ def _finish(
                OR sea.id IS NOT NULL OR sd.id IS NOT NULL OR sda.id IS NOT NULL
             """
         ),
-        {"campaign_id": campaign_id, "client_id": _client_of(session, campaign_id)},
+        {
+            "campaign_id": campaign_id,
+            "client_id": clients_of_campaigns(session, [campaign_id])[campaign_id],
+        },
     )
     counts: dict[str, int] = {
         kind: n for kind, n in execute(text(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"))
@@ -293,11 +297,3 @@ def _expire_campaign(session: Session, campaign_id: int) -> None:
     campaign = session.identity_map.get(key)
     if campaign is not None:
         session.expire(campaign, ["field_names", "updated_at"])
-
-
-def _client_of(session: Session, campaign_id: int) -> int:
-    return int(
-        session.execute(
-            text("SELECT client_id FROM campaigns WHERE id = :id"), {"id": campaign_id}
-        ).scalar_one()
-    )

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.models import AccountStatus, EventType, RecipientStatus
+from app.services.clients import clients_of_campaigns
 from app.settings import Settings
 from rotator.classify import About, Outcome, SmtpReply, Stage, Verdict
 from worker.jobs import alerts, backoffs, guards
@@ -57,8 +58,6 @@ SUPPRESS_BOUNCE = text(
     ON CONFLICT (client_id, value) DO NOTHING
     """
 )
-
-CLIENT_OF_CAMPAIGN = text("SELECT client_id FROM campaigns WHERE id = :id")
 
 COUNT_FAILURE = text(
     """
@@ -141,7 +140,7 @@ def record(
             f"outcome-lost:{account_id}",
             f"Account {account_id}: the outcome of a send was lost ({reply.text[:120]}); "
             "the recipient is marked unknown and will not be resent automatically.",
-            client_id=session.execute(CLIENT_OF_CAMPAIGN, {"id": sent.campaign_id}).scalar(),
+            client_id=clients_of_campaigns(session, [sent.campaign_id]).get(sent.campaign_id),
         )
         return Recorded(outcome, stops_account=False)
     if verdict.stops_account:

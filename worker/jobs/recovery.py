@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
+from app.services.clients import clients_of_campaigns
 from app.settings import Settings
 from rotator.limiter import Limiter
 from worker.jobs import alerts
@@ -165,7 +166,7 @@ def run_recovery() -> RecoveryResult:
         result = recover(
             session, Limiter(redis), Liveness(redis, settings), settings, now=datetime.now(UTC)
         )
-    clients = _clients_of(list(result.unknown))
+        clients = clients_of_campaigns(session, list(result.unknown))
     for campaign_id, count in result.unknown.items():
         alerts.notify(
             f"unknown:{campaign_id}",
@@ -218,13 +219,3 @@ def broker_is_redis(settings: Settings) -> bool:
     if not broker.scheme.startswith("redis"):
         return False
     return (broker.hostname, broker.port or 6379) == (store.hostname, store.port or 6379)
-
-
-def _clients_of(campaign_ids: list[int]) -> dict[int, int]:
-    if not campaign_ids:
-        return {}
-    with unit_of_work() as session:
-        rows = session.execute(
-            text("SELECT id, client_id FROM campaigns WHERE id = ANY(:ids)"), {"ids": campaign_ids}
-        )
-        return {row.id: row.client_id for row in rows}
