@@ -37,7 +37,7 @@ from app.models import Account, Event, Recipient
 from app.settings import Settings
 from tests import factories
 from tests.conftest import ApiClient
-from tests.e2e.conftest import E2E_ENV, Stack
+from tests.e2e.conftest import E2E_ENV, Stack, status_counts
 from tests.e2e.private_stores import PrivatePostgres, PrivateRedis
 from tests.pipeline import smtp_account
 from worker.jobs.recovery import run_recovery
@@ -176,18 +176,8 @@ def drill(cluster: PrivatePostgres, tmp_path: Path) -> Iterator[Drill]:
 # --- reading the outcome ----------------------------------------------------------------
 
 
-def _counts(campaign_id: int) -> dict[str, int]:
-    db.session.rollback()
-    rows = db.session.execute(
-        select(Recipient.status, func.count())
-        .where(Recipient.campaign_id == campaign_id)
-        .group_by(Recipient.status)
-    ).all()
-    return dict(rows)  # type: ignore[arg-type]
-
-
 def _sent_count(campaign_id: int) -> int:
-    return _counts(campaign_id).get("sent", 0)
+    return status_counts(campaign_id).get("sent", 0)
 
 
 QUIET = text(
@@ -328,11 +318,11 @@ def _redis_drill(drill: Drill, servers: list[Any], fault: Callable[[], None], na
             lambda: _sent_count(campaign_id) >= FAULT_AFTER_SENT,
             120,
             f"{FAULT_AFTER_SENT} sent before the fault",
-            lambda: _counts(campaign_id),
+            lambda: status_counts(campaign_id),
         )
         fault_at = time.monotonic()
         fault()
-        at_fault = _counts(campaign_id)
+        at_fault = status_counts(campaign_id)
         assert at_fault.get("sent", 0) < REDIS_DRILL_SENT - 200, (
             f"the fault came too late to prove anything: {at_fault}"
         )
@@ -340,12 +330,12 @@ def _redis_drill(drill: Drill, servers: list[Any], fault: Callable[[], None], na
             lambda: _finished(campaign_id),
             FAULT_BUDGET_SECONDS,
             "campaign finished after the fault",
-            lambda: _counts(campaign_id),
+            lambda: status_counts(campaign_id),
         )
         took = time.monotonic() - fault_at
         print(
             f"\n[drill {name}] fault at {at_fault.get('sent', 0)} sent; campaign finished "
-            f"{took:.1f} s after the fault; final {_counts(campaign_id)}; "
+            f"{took:.1f} s after the fault; final {status_counts(campaign_id)}; "
             f"received per server {[len(s.received) for s in servers]}; limiter windows "
             f"rebuilt {stack.log('worker').count('limiter.rebuilt')} times (first: fresh Redis)"
         )
@@ -365,7 +355,7 @@ def _redis_drill(drill: Drill, servers: list[Any], fault: Callable[[], None], na
         assert sent == set(received), "the database and the servers disagree on what was sent"
         ids = {r.message_id for s in servers for r in s.received}
         assert ids == {r.message_id for r in rows if r.status == "sent"}
-        assert _counts(campaign_id) == {
+        assert status_counts(campaign_id) == {
             "sent": REDIS_DRILL_SENT,
             "pending": REDIS_DRILL_RECIPIENTS - REDIS_DRILL_SENT,
         }
@@ -463,9 +453,9 @@ def test_postgres_stopped_for_20_seconds_mid_campaign_loses_no_known_outcome(
             lambda: _sent_count(campaign_id) >= FAULT_AFTER_SENT,
             120,
             f"{FAULT_AFTER_SENT} sent before the fault",
-            lambda: _counts(campaign_id),
+            lambda: status_counts(campaign_id),
         )
-        at_fault = _counts(campaign_id)
+        at_fault = status_counts(campaign_id)
         fault_at = time.monotonic()
         cluster.stop("fast")
         stopped_at = time.monotonic()
@@ -495,7 +485,7 @@ def test_postgres_stopped_for_20_seconds_mid_campaign_loses_no_known_outcome(
             lambda: _finished(campaign_id),
             FAULT_BUDGET_SECONDS - (back_at - fault_at),
             "campaign finished after the outage",
-            lambda: _counts(campaign_id),
+            lambda: status_counts(campaign_id),
         )
         took = time.monotonic() - fault_at
         retried = stack.log("worker2").count("retry: Retry in")
@@ -511,7 +501,7 @@ def test_postgres_stopped_for_20_seconds_mid_campaign_loses_no_known_outcome(
 
         received = _received(smtp_servers)
         assert max(received.values()) == 1, "a recipient received two copies"
-        assert _counts(campaign_id) == {"sent": PG_DRILL_RECIPIENTS}
+        assert status_counts(campaign_id) == {"sent": PG_DRILL_RECIPIENTS}
         rows = _rows(campaign_id)
         assert {r.email for r in rows if r.status == "sent"} == set(received) == set(emails)
         ids = [r.message_id for s in smtp_servers for r in s.received]
