@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install services test lint typecheck run bench clean
+.PHONY: install services debs test lint typecheck run bench clean
 
 install: $(STAMP)
 
@@ -20,13 +20,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 services:
 	@bash ops/dev/services.sh
 
+# Debian packages the tests need (chromium, prometheus, smtp-sink ...): ops/dev/debs.txt.
+debs:
+	@bash ops/dev/debs.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
 	$(VENV)/bin/mypy --strict rotator
 
-test: install services lint typecheck
+test: install services debs lint typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 run: install services
