@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, created_at_column, updated_at_column
@@ -55,6 +57,13 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), server_default=AccountStatus.ACTIVE.value)
     paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # Who paused it (operator, guard, blacklist, health, sender_auth, failures ...) and the
+    # figures that decided it; NULL for pauses recorded before migration 0007.
+    paused_by: Mapped[str | None] = mapped_column(String(32))
+    pause_details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The IP this account's mail leaves from, when the operator declares it (own relays):
+    # the blacklist check watches it.
+    sending_ip: Mapped[str | None] = mapped_column(String(45))
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_health_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_health_ok: Mapped[bool | None] = mapped_column(Boolean)

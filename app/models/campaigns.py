@@ -59,6 +59,9 @@ class Campaign(Base):
     # Every field name any recipient carries, so templates can be checked at creation.
     # Why a guard (or an operator) paused it, shown by the API.
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # Who paused it (operator, guard ...) and the figures that decided it.
+    paused_by: Mapped[str | None] = mapped_column(String(32))
+    pause_details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     field_names: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
 
     created_at: Mapped[datetime] = created_at_column()
