@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -24,6 +26,8 @@ from rotator.classify import SmtpReply
 from worker.jobs import alerts
 
 log = logging.getLogger(__name__)
+
+GUARD = "guard"  # accounts/campaigns.paused_by of every guard pause
 
 # Content refusals of this campaign since it was last started or resumed (either moves
 # campaigns.updated_at), within the window.
@@ -40,12 +44,14 @@ CONTENT_REFUSALS = text(
 PAUSE_CAMPAIGN = text(
     """
     WITH paused AS (
-        UPDATE campaigns SET status = 'paused', paused_reason = :reason, updated_at = :now
+        UPDATE campaigns
+        SET status = 'paused', paused_reason = :reason, paused_by = 'guard',
+            pause_details = CAST(:data AS jsonb), updated_at = :now
         WHERE id = :campaign_id AND status = 'running'
         RETURNING id, name, client_id
     ), logged AS (
-        INSERT INTO events (type, campaign_id, data)
-        SELECT 'campaign_paused', id, CAST(:data AS jsonb) FROM paused
+        INSERT INTO events (type, campaign_id, client_id, data)
+        SELECT 'campaign_paused', id, client_id, CAST(:data AS jsonb) FROM paused
     )
     SELECT id, name, client_id FROM paused
     """
@@ -85,6 +91,8 @@ def check_content(
     data = {
         "reason": reason,
         "guard": "content",
+        "threshold_accounts": settings.content_guard_accounts,
+        "threshold_refusals": settings.content_guard_refusals,
         "refusals": counts.refusals,
         "accounts": counts.accounts,
         "smtp_code": reply.code,
@@ -105,10 +113,18 @@ def check_content(
     return True
 
 
+@dataclass(frozen=True)
+class Pattern:
+    """Why the account's refusals are its own problem, and the figures that say so."""
+
+    reason: str
+    details: dict[str, Any]
+
+
 def check_account_pattern(
     session: Session, settings: Settings, account_id: int, now: datetime
-) -> str | None:
-    """The pause reason when most of the account's last recipients were refused across
+) -> Pattern | None:
+    """Why to pause the account when most of its last recipients were refused across
     several domains, else None. The caller pauses the account."""
     rows = session.execute(
         RECENT_OUTCOMES,
@@ -127,7 +143,16 @@ def check_account_pattern(
         or len(domains) < settings.account_refusal_domains
     ):
         return None
-    return (
+    reason = (
         f"{len(refused)} of its last {len(rows)} recipients refused across "
         f"{len(domains)} domains ({', '.join(sorted(domains)[:5])})"
     )
+    details = {
+        "guard": "account_refusal_pattern",
+        "refused": len(refused),
+        "outcomes": len(rows),
+        "domains": len(domains),
+        "threshold": settings.account_refusal_threshold,
+        "min_domains": settings.account_refusal_domains,
+    }
+    return Pattern(reason, details)

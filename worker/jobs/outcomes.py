@@ -28,7 +28,7 @@ from app.models import AccountStatus, EventType, RecipientStatus
 from app.services.clients import clients_of_campaigns
 from app.settings import Settings
 from rotator.classify import About, Outcome, SmtpReply, Stage, Verdict
-from worker.jobs import alerts, backoffs, guards
+from worker.jobs import alerts, backoffs, guards, rate_guards
 from worker.jobs.handbacks import HAND_BACK, handback_limit, handbacks_so_far
 from worker.jobs.sender_auth import pause_sending_domain
 
@@ -74,7 +74,8 @@ SET_ACCOUNT_STATUS = text(
     """
     WITH changed AS (
         UPDATE accounts
-        SET status = :status, paused_until = :until, paused_reason = :reason, updated_at = now()
+        SET status = :status, paused_until = :until, paused_reason = :reason,
+            paused_by = :by, pause_details = CAST(:data AS jsonb), updated_at = now()
         WHERE id = :id AND status = 'active'
         RETURNING id, client_id
     )
@@ -163,6 +164,10 @@ def record(
     stops = verdict.account_failure and _count_failure(session, settings, account_id, reply, now)
     if not stops and "refused_domain" in data:
         stops = _pattern_pause(session, settings, account_id, now)
+    if not stops and outcome in (Outcome.BOUNCED, Outcome.FAILED):
+        stops = rate_guards.check_after_refusal(
+            session, settings, campaign_id=sent.campaign_id, account_id=account_id, now=now
+        )
     return Recorded(outcome, stops_account=stops)
 
 
@@ -203,6 +208,8 @@ def _account_refusal(
             until=None,
             reason=f"{verdict.reason}: {reply.text[:200]}",
             event=EventType.ACCOUNT_DISABLED,
+            by="refusal",
+            details=_refusal_details(data),
         )
     else:
         until = (
@@ -217,8 +224,14 @@ def _account_refusal(
             until=until,
             reason=f"{verdict.reason}: {reply.text[:200]}",
             event=EventType.ACCOUNT_PAUSED,
+            by="refusal",
+            details=_refusal_details(data),
         )
     return Recorded(verdict.outcome, stops_account=True)
+
+
+def _refusal_details(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data.get(k) for k in ("about", "stage", "smtp_code", "enhanced")}
 
 
 def _hand_back(
@@ -301,21 +314,30 @@ def _count_failure(
         until=now + timedelta(seconds=settings.failure_pause_seconds),
         reason=f"{failures} consecutive failures, last: {reply.text[:200]}",
         event=EventType.ACCOUNT_PAUSED,
+        by="failures",
+        details={
+            "consecutive_failures": failures,
+            "threshold": settings.failures_before_pause,
+            "smtp_code": reply.code,
+            "enhanced": reply.enhanced,
+        },
     )
     return True  # out of rotation, whoever paused it first
 
 
 def _pattern_pause(session: Session, settings: Settings, account_id: int, now: datetime) -> bool:
-    reason = guards.check_account_pattern(session, settings, account_id, now)
-    if reason is None:
+    pattern = guards.check_account_pattern(session, settings, account_id, now)
+    if pattern is None:
         return False
     set_account_status(
         session,
         account_id,
         AccountStatus.PAUSED,
         until=now + timedelta(seconds=settings.failure_pause_seconds),
-        reason=reason,
+        reason=pattern.reason,
         event=EventType.ACCOUNT_PAUSED,
+        by=guards.GUARD,
+        details=pattern.details,
     )
     return True
 
@@ -365,8 +387,12 @@ def set_account_status(
     until: datetime | None,
     reason: str,
     event: EventType,
+    by: str,
+    details: dict[str, Any],
 ) -> bool:
-    """active -> paused/disabled, once: a second worker seeing the same failure changes nothing."""
+    """active -> paused/disabled, once: a second worker seeing the same failure changes nothing.
+    `by` and `details` record who paused it and the figures (accounts.paused_by/pause_details)."""
+    figures = {"reason": reason, "until": until.isoformat() if until else None, **details}
     changed = session.execute(
         SET_ACCOUNT_STATUS,
         {
@@ -375,7 +401,8 @@ def set_account_status(
             "until": until,
             "reason": reason,
             "event": event.value,
-            "data": json.dumps({"reason": reason, "until": until.isoformat() if until else None}),
+            "by": by,
+            "data": json.dumps(figures),
         },
     ).first()
     if changed is None:

@@ -26,7 +26,8 @@ PAUSE_ACCOUNTS = text(
     """
     WITH changed AS (
         UPDATE accounts
-        SET status = 'paused', paused_until = :until, paused_reason = :reason, updated_at = now()
+        SET status = 'paused', paused_until = :until, paused_reason = :reason,
+            paused_by = 'sender_auth', pause_details = CAST(:data AS jsonb), updated_at = now()
         WHERE status = 'active'
           AND (id = :account_id OR (:whole_domain AND sending_domain = :domain
                AND client_id = (SELECT client_id FROM accounts WHERE id = :account_id)))
@@ -75,6 +76,9 @@ def pause_sending_domain(
         "sending_domain": sending_domain,
         "failed": list(checks),
         "until": until.isoformat(),
+        "smtp_code": reply.code,
+        "enhanced": reply.enhanced,
+        "whole_domain": whole_domain,
     }
     rows = list(
         session.execute(
