@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import os.path
 import re
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from rotator.nameservers import parse_nameservers
 
 DEFAULT_FREEMAIL_DOMAINS = (
     "gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,msn.com,yahoo.com,"
@@ -26,15 +21,6 @@ DEFAULT_FREEMAIL_DOMAINS = (
     "mail.com,proton.me,protonmail.com,zoho.com,yandex.ru,yandex.com,mail.ru,"
     "qq.com,163.com,free.fr,orange.fr,libero.it,t-online.de"
 )
-
-
-# Spamhaus ZEN and DBL, SpamCop, Barracuda, SURBL (DESIGN.md "Warm-up, blacklists, health").
-DEFAULT_DNSBL_IP_LISTS = "zen.spamhaus.org,bl.spamcop.net,b.barracudacentral.org"
-DEFAULT_DNSBL_DOMAIN_LISTS = "dbl.spamhaus.org,multi.surbl.org"
-# Google Workspace, SendGrid (s1, s2), Microsoft 365 (selector1, selector2), common others.
-DEFAULT_DKIM_SELECTORS = "google,s1,s2,selector1,selector2,default,dkim,mail,k1"
-_DNS_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?"
-_DNS_NAME = re.compile(rf"(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")
 
 
 _PLAIN_ADDRESS = re.compile(
@@ -83,33 +69,7 @@ class Settings(BaseSettings):
     telegram_retries: int = Field(5, ge=0, le=20)
     telegram_retry_backoff_seconds: int = Field(30, ge=1, le=3600)
     sentry_dsn: SecretStr | None = None
-    # GET /metrics: when set, only `Authorization: Bearer <token>` may read it.
-    metrics_bearer_token: SecretStr | None = None
-    # Each scrape-time query of /metrics stops after this (statement_timeout).
-    metrics_query_timeout_seconds: float = Field(5, gt=0, le=60)
-    # prometheus_client's multiprocess directory (gunicorn.conf.py sets it for the API's
-    # workers); read here so the /metrics route knows what the counters do.
-    prometheus_multiproc_dir: str | None = None
     dnsbl_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Blacklist and sender-authentication checks (worker.jobs.blacklist, .domain_checks).
-    # Resolvers are IP, IP:PORT or [IPv6]:PORT; the DNSBL ones must share one port (c-ares
-    # takes one port for all). Spamhaus refuses public resolvers: use your own.
-    dnsbl_ip_lists: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: _csv(DEFAULT_DNSBL_IP_LISTS)
-    )
-    dnsbl_domain_lists: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: _csv(DEFAULT_DNSBL_DOMAIN_LISTS)
-    )
-    dnsbl_timeout_seconds: float = Field(5, gt=0, le=60)
-    dnsbl_tries: int = Field(2, ge=1, le=10)
-    # The own relays' public IPs (Postfix nodes): blacklist-checked, SPF ip4/ip6, PTR.
-    sending_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Resolvers for SPF / DKIM / DMARC / MX / PTR; empty: DNSBL_NAMESERVERS, then the system's.
-    sender_auth_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    sender_auth_timeout_seconds: float = Field(5, gt=0, le=60)
-    dkim_selectors: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: _csv(DEFAULT_DKIM_SELECTORS)
-    )
 
     limit_system_per_minute: int = Field(100, ge=0)
     limit_account_per_minute: int = Field(10, ge=0)
@@ -126,45 +86,11 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(500, ge=1, le=20000)
     dispatch_max_in_flight: int = Field(5000, ge=1)
     send_group_size: int = Field(50, ge=1, le=1000)
-    # Limits on the wire: the dispatcher places each send at a moment every window allows,
-    # up to this far ahead (an account's sends evenly spaced across its minute, plus up to
-    # SEND_JITTER_SECONDS of random delay each); a worker that reaches a send later than
-    # SEND_SLOT_TOLERANCE_SECONDS after its moment gives the place back and the send is
-    # placed again. Windows count that tolerance on top of their span, so a send up to
-    # that late still keeps every limit as the receiving server counts it.
-    dispatch_horizon_seconds: float = Field(30, ge=0, le=300)
-    send_jitter_seconds: float = Field(0, ge=0, le=60)
-    send_slot_tolerance_seconds: float = Field(1.0, gt=0, le=30)
-    send_pacing: bool = True
     retry_delays_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [300, 900, 3600]
     )
     warmup_start: int = Field(50, ge=1)
     warmup_step: int = Field(50, ge=0)
-    # The daily ramp (worker.jobs.warmup) runs at this hour in WARMUP_TIMEZONE and judges
-    # the local day before: an account advances only after a day under the bounce rate,
-    # with at least WARMUP_MIN_SENDS sends (0: idle days advance too), no blacklist
-    # listing, no authentication failure and its domain's SPF and DKIM passing.
-    warmup_hour: int = Field(6, ge=0, le=23)
-    warmup_timezone: str = "UTC"
-    warmup_max_bounce_percent: float = Field(5, gt=0, le=100)
-    warmup_min_sends: int = Field(1, ge=0)
-    # The daily DNS checks (blacklists, sender authentication) run before the ramp so that
-    # it judges fresh results; the daily summary after it. Hours in WARMUP_TIMEZONE.
-    daily_checks_hour: int = Field(5, ge=0, le=23)
-    daily_summary_hour: int = Field(8, ge=0, le=23)
-    # Health checks (worker.jobs.health): every account's SMTP login at this interval; an
-    # account whose pause ran out is checked within RESUME_CHECK_INTERVAL_SECONDS and
-    # returns only when it passes, else stays paused for another HEALTH_CHECK_INTERVAL.
-    health_check_interval_seconds: int = Field(1800, ge=60)
-    resume_check_interval_seconds: float = Field(60, gt=0, le=3600)
-    health_check_timeout_seconds: float = Field(20, gt=0, le=300)
-    health_check_concurrency: int = Field(10, ge=1, le=200)
-    health_check_test_send: bool = False  # also send a short message to the account itself
-    health_history_days: int = Field(30, ge=1)
-    # Two beat processes by mistake: the one holding this Redis lock schedules; the other
-    # waits and takes over when the lock's holder stops renewing it for this long.
-    beat_lock_timeout_seconds: int = Field(60, ge=2, le=3600)
     failures_before_pause: int = Field(3, ge=1)
     failure_pause_seconds: int = Field(86400, ge=60)
     policy_pause_seconds: int = Field(86400, ge=60)
@@ -210,9 +136,6 @@ class Settings(BaseSettings):
     unsubscribe_mailbox: str | None = None
 
     smtp_timeout_seconds: float = Field(30, gt=0, le=600)
-    # Certificates to trust for SMTP TLS besides the system's (a PEM bundle): an own relay
-    # or a test server with a private CA or a self-signed certificate.
-    smtp_ca_file: str | None = None
     smtp_idle_seconds: float = Field(60, gt=0)
 
     # Uploads over HTTP only (the CLI reads local files, bounded by rows): 1,000,000 rows of
@@ -231,48 +154,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator(
-        "freemail_domains",
-        "dnsbl_nameservers",
-        "dnsbl_ip_lists",
-        "dnsbl_domain_lists",
-        "sending_ips",
-        "sender_auth_nameservers",
-        "dkim_selectors",
-        mode="before",
-    )
+    @field_validator("freemail_domains", "dnsbl_nameservers", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
         parts = _csv(value)
         return [p.lower() for p in parts] if isinstance(parts, list) else parts
-
-    @field_validator("dnsbl_nameservers", "sender_auth_nameservers")
-    @classmethod
-    def _resolvers(cls, value: list[str]) -> list[str]:
-        return [str(ns) for ns in parse_nameservers(value)]
-
-    @field_validator("dnsbl_nameservers")
-    @classmethod
-    def _one_dnsbl_port(cls, value: list[str]) -> list[str]:
-        if len({ns.port for ns in parse_nameservers(value)}) > 1:
-            raise ValueError("every DNSBL resolver must use the same port")
-        return value
-
-    @field_validator("sending_ips")
-    @classmethod
-    def _ip_addresses(cls, value: list[str]) -> list[str]:
-        try:
-            return [str(ipaddress.ip_address(ip)) for ip in value]
-        except ValueError as exc:
-            raise ValueError(f"must be comma-separated IP addresses ({exc})") from None
-
-    @field_validator("dnsbl_ip_lists", "dnsbl_domain_lists", "dkim_selectors")
-    @classmethod
-    def _dns_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not _DNS_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a DNS name")
-        return value
 
     @field_validator("retry_delays_seconds", mode="before")
     @classmethod
@@ -330,26 +216,6 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty: every message carries the postal address")
         return value.strip()
-
-    @field_validator("warmup_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (an IANA name like Europe/Berlin)"
-            ) from None
-        return value
-
-    @field_validator("smtp_ca_file")
-    @classmethod
-    def _readable_file(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not os.path.isfile(value):
-            raise ValueError(f"no such file: {value}")
-        return value
 
     @field_validator("unsubscribe_mailbox")
     @classmethod
