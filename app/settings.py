@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rotator.nameservers import parse_nameservers
 
 DEFAULT_FREEMAIL_DOMAINS = (
     "gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,msn.com,yahoo.com,"
@@ -21,6 +24,15 @@ DEFAULT_FREEMAIL_DOMAINS = (
     "mail.com,proton.me,protonmail.com,zoho.com,yandex.ru,yandex.com,mail.ru,"
     "qq.com,163.com,free.fr,orange.fr,libero.it,t-online.de"
 )
+
+
+# Spamhaus ZEN and DBL, SpamCop, Barracuda, SURBL (DESIGN.md "Warm-up, blacklists, health").
+DEFAULT_DNSBL_IP_LISTS = "zen.spamhaus.org,bl.spamcop.net,b.barracudacentral.org"
+DEFAULT_DNSBL_DOMAIN_LISTS = "dbl.spamhaus.org,multi.surbl.org"
+# Google Workspace, SendGrid (s1, s2), Microsoft 365 (selector1, selector2), common others.
+DEFAULT_DKIM_SELECTORS = "google,s1,s2,selector1,selector2,default,dkim,mail,k1"
+_DNS_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")
 
 
 _PLAIN_ADDRESS = re.compile(
@@ -70,6 +82,25 @@ class Settings(BaseSettings):
     telegram_retry_backoff_seconds: int = Field(30, ge=1, le=3600)
     sentry_dsn: SecretStr | None = None
     dnsbl_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Blacklist and sender-authentication checks (worker.jobs.blacklist, .domain_checks).
+    # Resolvers are IP, IP:PORT or [IPv6]:PORT; the DNSBL ones must share one port (c-ares
+    # takes one port for all). Spamhaus refuses public resolvers: use your own.
+    dnsbl_ip_lists: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: _csv(DEFAULT_DNSBL_IP_LISTS)
+    )
+    dnsbl_domain_lists: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: _csv(DEFAULT_DNSBL_DOMAIN_LISTS)
+    )
+    dnsbl_timeout_seconds: float = Field(5, gt=0, le=60)
+    dnsbl_tries: int = Field(2, ge=1, le=10)
+    # The own relays' public IPs (Postfix nodes): blacklist-checked, SPF ip4/ip6, PTR.
+    sending_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Resolvers for SPF / DKIM / DMARC / MX / PTR; empty: DNSBL_NAMESERVERS, then the system's.
+    sender_auth_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sender_auth_timeout_seconds: float = Field(5, gt=0, le=60)
+    dkim_selectors: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: _csv(DEFAULT_DKIM_SELECTORS)
+    )
 
     limit_system_per_minute: int = Field(100, ge=0)
     limit_account_per_minute: int = Field(10, ge=0)
@@ -154,11 +185,48 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("freemail_domains", "dnsbl_nameservers", mode="before")
+    @field_validator(
+        "freemail_domains",
+        "dnsbl_nameservers",
+        "dnsbl_ip_lists",
+        "dnsbl_domain_lists",
+        "sending_ips",
+        "sender_auth_nameservers",
+        "dkim_selectors",
+        mode="before",
+    )
     @classmethod
     def _split_names(cls, value: object) -> object:
         parts = _csv(value)
         return [p.lower() for p in parts] if isinstance(parts, list) else parts
+
+    @field_validator("dnsbl_nameservers", "sender_auth_nameservers")
+    @classmethod
+    def _resolvers(cls, value: list[str]) -> list[str]:
+        return [str(ns) for ns in parse_nameservers(value)]
+
+    @field_validator("dnsbl_nameservers")
+    @classmethod
+    def _one_dnsbl_port(cls, value: list[str]) -> list[str]:
+        if len({ns.port for ns in parse_nameservers(value)}) > 1:
+            raise ValueError("every DNSBL resolver must use the same port")
+        return value
+
+    @field_validator("sending_ips")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(ip)) for ip in value]
+        except ValueError as exc:
+            raise ValueError(f"must be comma-separated IP addresses ({exc})") from None
+
+    @field_validator("dnsbl_ip_lists", "dnsbl_domain_lists", "dkim_selectors")
+    @classmethod
+    def _dns_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _DNS_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a DNS name")
+        return value
 
     @field_validator("retry_delays_seconds", mode="before")
     @classmethod

@@ -5,12 +5,13 @@ from app.models.accounts import Account, AccountStatus
 from app.models.auth import ApiKey, User
 from app.models.backoffs import DomainBackoff
 from app.models.base import Base
-from app.models.blacklist import BlacklistCheck
+from app.models.blacklist import BlacklistCheck, BlacklistStatus
 from app.models.campaigns import OPEN_STATUSES, TRANSITIONS, Campaign, CampaignStatus
 from app.models.clients import Client, ClientStatus, UserClient, UserRole
 from app.models.events import Event, EventType
 from app.models.limits import SCOPES, LimitOverride
 from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
+from app.models.sender_auth import AuthVerdict, SenderAuthCheck
 from app.models.suppressions import Suppression, SuppressionKind, SuppressionReason
 
 __all__ = [
@@ -22,8 +23,10 @@ __all__ = [
     "Account",
     "AccountStatus",
     "ApiKey",
+    "AuthVerdict",
     "Base",
     "BlacklistCheck",
+    "BlacklistStatus",
     "Campaign",
     "CampaignStatus",
     "Client",
@@ -34,6 +37,7 @@ __all__ = [
     "LimitOverride",
     "Recipient",
     "RecipientStatus",
+    "SenderAuthCheck",
     "Suppression",
     "SuppressionKind",
     "SuppressionReason",

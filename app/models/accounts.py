@@ -64,6 +64,8 @@ class Account(Base):
     # The IP this account's mail leaves from, when the operator declares it (own relays):
     # the blacklist check watches it.
     sending_ip: Mapped[str | None] = mapped_column(String(45))
+    # The DKIM selector this account's provider signs with, checked besides DKIM_SELECTORS.
+    dkim_selector: Mapped[str | None] = mapped_column(String(63))
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_health_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_health_ok: Mapped[bool | None] = mapped_column(Boolean)
