@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.cli import register_cli
     from app.extensions import csrf, db, login, migrate
     from app.logs import configure_logging
+    from app.metrics import init_metrics
     from app.observability import init_sentry
     from app.public import public
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_api(app)
     app.register_blueprint(public)
+    init_metrics(app)
     register_cli(app)
     _register_error_handlers(app)
     app.before_request(_limit_json_bodies)

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     telegram_retries: int = Field(5, ge=0, le=20)
     telegram_retry_backoff_seconds: int = Field(30, ge=1, le=3600)
     sentry_dsn: SecretStr | None = None
+    # GET /metrics: when set, only `Authorization: Bearer <token>` may read it.
+    metrics_bearer_token: SecretStr | None = None
+    # Each scrape-time query of /metrics stops after this (statement_timeout).
+    metrics_query_timeout_seconds: float = Field(5, gt=0, le=60)
+    # prometheus_client's multiprocess directory (gunicorn.conf.py sets it for the API's
+    # workers); read here so the /metrics route knows what the counters do.
+    prometheus_multiproc_dir: str | None = None
     dnsbl_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Blacklist and sender-authentication checks (worker.jobs.blacklist, .domain_checks).
     # Resolvers are IP, IP:PORT or [IPv6]:PORT; the DNSBL ones must share one port (c-ares

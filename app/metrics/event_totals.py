@@ -1,0 +1,147 @@
+"""Send outcomes per account, outcome and SMTP reply class as Prometheus counters, computed
+from the events table at scrape time, so every API process on every node answers the same
+and no worker process needs an exporter.
+
+A full count over millions of events at every scrape would be too slow, so the totals are
+kept as a running sum in Redis up to an event id (the watermark) plus a live count of the
+few events past it (a primary-key range scan). The watermark only moves up to ids that can
+no longer appear: ids come from a sequence, and a transaction can commit an event id lower
+than one already visible. So each fold records a candidate (the sequence's last value, then
+the transaction snapshot's xmax) and moves the watermark to it only at a later scrape, once
+every transaction that was running when the candidate was taken has ended.
+
+When Redis loses the hash (restart without persistence, flush), the totals start again from
+the first event of the current UTC day: a counter reset, which rate() and increase() handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis import Redis
+from redis.exceptions import WatchError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+TOTALS_KEY = "sf:metrics:event-totals"
+# Fields of the hash that are not totals.
+THROUGH = "_through"  # every event with id <= this is in the totals
+CANDIDATE_SEQ = "_candidate_seq"
+CANDIDATE_XMAX = "_candidate_xmax"
+
+# The outcome events of one send attempt (worker.jobs.outcomes, worker.jobs.handbacks).
+OUTCOME_EVENTS = ["sent", "deferred", "bounced", "failed", "unknown", "requeued"]
+
+_GROUPED = """
+    SELECT account_id, type,
+           CASE WHEN data->>'smtp_code' ~ '^[0-9]{3}$'
+                THEN left(data->>'smtp_code', 1) || 'xx' ELSE 'none' END AS reply_class,
+           count(*) AS n
+    FROM events
+    WHERE id > :after UPPER AND type = ANY(:types)
+    GROUP BY 1, 2, 3
+"""
+TAIL = text(_GROUPED.replace("UPPER", ""))
+RANGE = text(_GROUPED.replace("UPPER", "AND id <= :through"))
+
+# Read the sequence before the snapshot: an id handed out before this point belongs to a
+# transaction that has committed or is running in the snapshot taken just after.
+SEQUENCE_POSITION = text(
+    "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'id')::regclass), 0)"
+)
+SNAPSHOT = text(
+    """
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
+           pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
+    """
+)
+# The BRIN index on created_at (migration 0005) finds the day's first blocks.
+FIRST_ID_SINCE = text("SELECT min(id) FROM events WHERE created_at >= :since")
+
+
+@dataclass(frozen=True)
+class OutcomeKey:
+    account_id: int | None
+    outcome: str
+    reply_class: str
+
+    def field(self) -> str:
+        account = "" if self.account_id is None else str(self.account_id)
+        return f"{account}|{self.outcome}|{self.reply_class}"
+
+    @classmethod
+    def parse(cls, field: str) -> OutcomeKey:
+        account, outcome, reply_class = field.split("|")
+        return cls(int(account) if account else None, outcome, reply_class)
+
+
+def outcome_totals(
+    session: Session, redis: Redis, now: datetime | None = None
+) -> dict[OutcomeKey, int]:
+    """Every send outcome recorded so far (since the totals began), grouped."""
+    fold(session, redis, now or datetime.now(UTC))
+    stored = {_text(k): int(v) for k, v in redis.hgetall(TOTALS_KEY).items()}
+    through = stored.get(THROUGH, 0)
+    totals = {
+        OutcomeKey.parse(field): value
+        for field, value in stored.items()
+        if not field.startswith("_")
+    }
+    tail = session.execute(TAIL, {"after": through, "types": OUTCOME_EVENTS})
+    for key, n in _grouped(tail):
+        totals[key] = totals.get(key, 0) + n
+    return totals
+
+
+def fold(session: Session, redis: Redis, now: datetime) -> None:
+    """Moves settled events from the live tail into the Redis totals. Several API processes
+    may scrape at once: WATCH makes all but one of them give up, changing nothing."""
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(TOTALS_KEY)
+            state = {
+                name: int(value)
+                for name, value in ((_text(k), v) for k, v in pipe.hgetall(TOTALS_KEY).items())
+                if name.startswith("_")
+            }
+            if THROUGH not in state:
+                first = _first_id_of_day(session, now)
+                pipe.multi()
+                pipe.hset(TOTALS_KEY, THROUGH, first - 1)
+                pipe.execute()
+                return
+            seq = session.execute(SEQUENCE_POSITION).scalar_one()
+            snapshot = session.execute(SNAPSHOT).one()
+            candidate = (state.get(CANDIDATE_SEQ), state.get(CANDIDATE_XMAX))
+            settled = candidate[0] is not None and snapshot.xmin >= (candidate[1] or 0)
+            if candidate[0] is not None and not settled:
+                return  # a transaction that may hold a lower id is still running
+            pipe.multi()
+            if settled and candidate[0] is not None and candidate[0] > state[THROUGH]:
+                params = {"after": state[THROUGH], "through": candidate[0], "types": OUTCOME_EVENTS}
+                for key, n in _grouped(session.execute(RANGE, params)):
+                    pipe.hincrby(TOTALS_KEY, key.field(), n)
+                pipe.hset(TOTALS_KEY, THROUGH, candidate[0])
+            pipe.hset(TOTALS_KEY, mapping={CANDIDATE_SEQ: seq, CANDIDATE_XMAX: snapshot.xmax})
+            pipe.execute()
+        except WatchError:
+            return  # another process folded first
+
+
+def _first_id_of_day(session: Session, now: datetime) -> int:
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = session.execute(FIRST_ID_SINCE, {"since": day}).scalar_one_or_none()
+    if first is None:
+        return int(session.execute(SEQUENCE_POSITION).scalar_one()) + 1
+    return int(first)
+
+
+def _grouped(rows: Iterable[object]) -> Iterable[tuple[OutcomeKey, int]]:
+    for row in rows:
+        yield OutcomeKey(row.account_id, row.type, row.reply_class), int(row.n)  # type: ignore[attr-defined]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
