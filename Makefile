@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install services debs test lint typecheck run bench clean
+.PHONY: install services debs vendor test lint typecheck run bench clean
 
 install: $(STAMP)
 
@@ -24,16 +24,27 @@ services:
 debs:
 	@bash ops/dev/debs.sh
 
+# The web UI's browser libraries (htmx, Chart.js), pinned in package-lock.json, copied into
+# app/web/static/vendor/ (not committed).
+VENDOR := app/web/static/vendor
+vendor: $(VENDOR)/.installed
+
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel error
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
+	touch $@
+
 lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
 	$(VENV)/bin/mypy --strict rotator
 
-test: install services debs lint typecheck
+test: install services debs vendor lint typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-run: install services
+run: install services vendor
 	@bash ops/dev/run.sh
 
 bench: install services
@@ -41,4 +52,4 @@ bench: install services
 
 # The database and .env stay: `make run` comes up on them again (ops/dev/bootstrap.sh).
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache var
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache var node_modules $(VENDOR)

@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.metrics import init_metrics
     from app.observability import init_sentry
     from app.public import public
+    from app.web import register_web
 
     settings = settings or load_settings()
     configure_logging(settings)
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_api(app)
     app.register_blueprint(public)
     init_metrics(app)
+    register_web(app)
     register_cli(app)
     _register_error_handlers(app)
     app.before_request(_limit_json_bodies)
@@ -70,7 +72,18 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "JSON_SORT_KEYS": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": settings.public_base_url.startswith("https://"),
+        # Secure everywhere but on a developer's plain-http localhost (browsers treat
+        # http://127.0.0.1 and localhost as secure, so the browser tests keep it).
+        "SESSION_COOKIE_SECURE": settings.sendfleet_env != "development"
+        or settings.public_base_url.startswith("https://"),
+        "SESSION_COOKIE_NAME": "sendfleet_session",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": settings.sendfleet_env != "development"
+        or settings.public_base_url.startswith("https://"),
+        # A form's CSRF token is good for the whole signed-in session, so a wizard left open
+        # over lunch still submits.
+        "WTF_CSRF_TIME_LIMIT": None,
         "TESTING": settings.sendfleet_env == "test",
     }
 
@@ -85,7 +98,9 @@ def _register_error_handlers(app: Flask) -> None:
     def internal_error(exc: Exception) -> Response | tuple[str, int]:
         if request.path.startswith("/api/"):
             return error_response(500, "internal", "internal error; it has been logged")
-        return "Internal error", 500
+        from app.web.errors import render_error
+
+        return render_error(500, "The error has been logged. Try again in a moment.")
 
 
 def _limit_json_bodies() -> Response | None:

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr
     credentials_key: SecretStr
     public_base_url: str = "http://localhost:5000"
+    # Web UI sign-in: after this many wrong passwords in a row for one account, or from one
+    # client address, each further try waits 2, 4, 8 ... s, up to the maximum.
+    login_free_failures_per_account: int = Field(5, ge=1)
+    login_free_failures_per_address: int = Field(20, ge=1)
+    login_lockout_max_seconds: int = Field(900, ge=1)
     company_address: str
     # The first client, created by migration 0003, which owns every row that existed before.
     default_client_name: str = Field("default", min_length=1, max_length=200)
