@@ -115,8 +115,11 @@ class PrivatePostgres:
     """A cluster made with initdb (trust auth, fsync off) in a temp dir. initdb and the
     server refuse to run as root, so as root the cluster belongs to the `postgres` user."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_options: str = "") -> None:
+        """`server_options`: more `-c name=value` for the server (after the defaults, so
+        they win), e.g. a `config_file` of the deployment's own."""
         self.bindir = _postgres_bindir()
+        self.server_options = server_options
         self.root = Path(tempfile.mkdtemp(prefix="sendfleet-drill-pg-"))
         self.datadir = self.root / "data"
         self.logfile = self.root / "postgres.log"
@@ -127,8 +130,13 @@ class PrivatePostgres:
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
 
-    def dsn(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+    def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str = "") -> str:
+        login = f"{user}:{password}" if password else user
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{dbname}"
+
+    def as_owner(self, *args: str) -> list[str]:
+        """The command line that runs `args` as the cluster's owner (`postgres` under root)."""
+        return [*self._as, *args]
 
     def init(self) -> PrivatePostgres:
         self._run(
@@ -140,7 +148,8 @@ class PrivatePostgres:
     def start(self) -> PrivatePostgres:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            f"{self.server_options}"
         )
         self._run(
             "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options,
