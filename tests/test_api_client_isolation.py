@@ -184,6 +184,7 @@ CALLS: list[Call] = [
          admin_as_b=201),
     Call("GET", CAMPAIGN, "/campaigns/{draft}"),
     Call("GET", f"{CAMPAIGN}/recipients", "/campaigns/{draft}/recipients", owner=None),
+    Call("GET", f"{CAMPAIGN}/forecast", "/campaigns/{running}/forecast"),
     Call("POST", f"{CAMPAIGN}/recipients", "/campaigns/{draft}/recipients", ADD_RECIPIENTS,
          admin_as_b=201),
     Call("POST", f"{CAMPAIGN}/start", "/campaigns/{draft}/start"),

@@ -25,9 +25,11 @@ from app.api.schemas.campaigns import (
     form_to_json,
 )
 from app.api.schemas.common import PageQuerySchema
+from app.api.schemas.forecast import ForecastSchema
 from app.db import unit_of_work
 from app.errors import InvalidInput, PayloadTooLarge
 from app.services import campaigns
+from app.services.forecast import campaign_forecast
 
 blp = Blueprint("campaigns", __name__, description="Campaigns, their recipients and states")
 blp.before_request(require_json_body)
@@ -254,3 +256,23 @@ def cancel_campaign(campaign_id: int) -> dict[str, Any]:
     is claimed for sending."""
     with unit_of_work() as session:
         return campaigns.change_status(session, campaign_id, "cancel", client_id=g.client_id)
+
+
+@blp.route(f"/{ID}/forecast")
+@blp.response(200, ForecastSchema)
+@error_responses(blp, 401, 404)
+def forecast_campaign(campaign_id: int) -> dict[str, Any]:
+    """The schedule from the real state: the limiter's windows, the limits in force, the
+    accounts' caps and warm-up ramps, the daily cap and the sending window; per day the
+    sends, from which accounts and to which domains, the limit that binds, and the finish
+    day (null beyond a 365-day horizon). A draft or paused campaign is forecast as if it
+    started now."""
+    app = current_app
+    with unit_of_work() as session:
+        return campaign_forecast(
+            session,
+            campaign_id,
+            app.extensions["settings"],
+            app.extensions["redis"],
+            client_id=g.client_id,
+        )

@@ -1,0 +1,389 @@
+"""A campaign's forecast from the real state: the limiter's windows, the limits in force
+(app.services.limits), the accounts' caps and warm-up ramps, the campaign's window and
+daily cap, and its recipients still to send by domain. The day-by-day simulation is
+app.services.forecast_model; this module loads its input and shapes its answer.
+
+Assumptions, also returned with every forecast:
+- a draft or paused campaign is forecast as if started (resumed) now;
+- the warm-up ramp advances every day (the ramp job holds an unhealthy day: then later);
+- a paused account with an end returns on that day; one without, a disabled one and one
+  whose last health check failed send nothing;
+- other running campaigns of the client share each account by priority while they have
+  recipients waiting (their own domain limits are not simulated); other clients' use of
+  the system scope counts only as far as it is in today's windows already."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis import Redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.models import Account, AccountStatus, Campaign, CampaignStatus, Recipient
+from app.services.forecast_answer import forecast_answer
+from app.services.forecast_model import (
+    HORIZON_DAYS,
+    AccountInput,
+    Cap,
+    Competitor,
+    DomainInput,
+    ForecastInput,
+    simulate,
+)
+from app.services.limits import (
+    DAY,
+    SYSTEM_KEY,
+    LimitTable,
+    load_limits,
+    recipient_domain_key,
+)
+from app.services.sends import sends_in_last_day
+from app.settings import Settings
+from rotator.limiter import Limiter, Scope, Window
+
+WAITING = ("pending", "deferred")
+LIMITER_PREFIX = "sf:lim"  # rotator.limiter.Limiter's default
+ASSUMPTIONS = (
+    "A draft or paused campaign is forecast as if it started (or resumed) now.",
+    "Warm-up ramps advance every day; a day the ramp holds moves the finish later.",
+    "A paused account with an end returns that day; paused without an end, disabled or "
+    "failing its health check, it sends nothing.",
+    "Other running campaigns of the client share each account by priority while they have "
+    "recipients waiting.",
+    "Today counts what the limiter holds now; later days start with full daily limits.",
+)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    start: date
+    minutes: tuple[int, ...]
+    close_day0: datetime  # the last open moment of day 0 (or now when it is closed)
+    zone: ZoneInfo
+
+
+def campaign_forecast(
+    session: Session,
+    campaign_id: int,
+    settings: Settings,
+    redis: Redis,
+    *,
+    client_id: int | None,
+    now: datetime | None = None,
+    horizon: int = HORIZON_DAYS,
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    campaign = session.get(Campaign, campaign_id, populate_existing=True)
+    if campaign is None or (client_id is not None and campaign.client_id != client_id):
+        raise NotFound(f"no campaign with id {campaign_id}")
+    calendar = sending_calendar(campaign.window, now, horizon)
+    notes = list(ASSUMPTIONS)
+    if campaign.status in (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value):
+        waiting: dict[str, int] = {}
+        notes.insert(0, f"The campaign is {campaign.status}: nothing more is sent.")
+    else:
+        waiting = _waiting_by_domain(session, campaign.id)
+    table = load_limits(session, settings)
+    accounts, excluded = _usable_accounts(session, campaign, calendar, now)
+    counted = _Counted(session, redis, calendar.close_day0, [a for a, _ in accounts], notes)
+    competitors = _competitors(session, _running_others(session, campaign), accounts)
+    # One round trip for every recipient domain's window (a list may have thousands).
+    counted.day(
+        [
+            Window(Scope.RECIPIENT_DOMAIN, recipient_domain_key(campaign.client_id, d), DAY, 1)
+            for d in waiting
+        ]
+    )
+    data = ForecastInput(
+        start=calendar.start,
+        minutes=calendar.minutes,
+        accounts=tuple(
+            _account_input(a, table, settings, counted, horizon, competitors) for a in accounts
+        ),
+        domains=tuple(
+            _domain_input(name, n, campaign.client_id, table, settings, counted)
+            for name, n in sorted(waiting.items())
+        ),
+        sending_domains=_sending_domain_caps(accounts, campaign.client_id, table, counted),
+        campaign=_campaign_cap(campaign, counted),
+        client=_cap(
+            table.client(campaign.client_id), Scope.CLIENT, str(campaign.client_id), counted
+        ),
+        system=_cap(table.system(), Scope.SYSTEM, SYSTEM_KEY, counted),
+        priority=campaign.priority,
+        competitors=tuple(
+            Competitor(o.id, n, o.priority, o.daily_cap) for o, n in competitors.values()
+        ),
+    )
+    result = simulate(data, horizon)
+    return forecast_answer(
+        campaign, result, data, excluded, notes, now, calendar.start, str(calendar.zone), horizon
+    )
+
+
+def sending_calendar(window: dict[str, Any] | None, now: datetime, horizon: int) -> Calendar:
+    """Open minutes per local date in the window's time zone, day 0 counted from `now`
+    (the hours are whole, as app.services.windows.in_window reads them)."""
+    window = window or {}
+    zone = ZoneInfo(window.get("timezone") or "UTC")
+    local_now = now.astimezone(zone)
+    days = window.get("days")
+    start_hour, end_hour = window.get("start_hour", 0), window.get("end_hour", 24)
+    minutes: list[int] = []
+    close_day0 = now
+    for offset in range(horizon):
+        day = local_now.date() + timedelta(days=offset)
+        if days is not None and day.weekday() not in days:
+            minutes.append(0)
+            continue
+        opens = datetime.combine(day, time(), zone) + timedelta(hours=start_hour)
+        closes = datetime.combine(day, time(), zone) + timedelta(hours=end_hour)
+        if offset == 0:
+            opens = max(opens, now)
+            if closes > now:
+                close_day0 = closes
+        minutes.append(max(int((closes - opens).total_seconds() // 60), 0))
+    return Calendar(local_now.date(), tuple(minutes), close_day0, zone)
+
+
+class _Counted:
+    """What each window will still count at the end of day 0's sending hours, read from
+    the limiter in one pipeline per call; when Redis has lost the windows, the accounts'
+    day from the database and nothing for the other scopes (said in the notes)."""
+
+    def __init__(
+        self,
+        session: Session,
+        redis: Redis,
+        at: datetime,
+        accounts: list[Account],
+        notes: list[str],
+    ) -> None:
+        limiter = Limiter(redis, require_epoch=True)
+        self._session, self._limiter, self._at, self._notes = session, limiter, at, notes
+        self._redis = redis
+        self._lost = False
+        self._fallback: dict[int, int] = {}
+        self._accounts = accounts
+        self._cache: dict[tuple[str, str, int], int] = {}
+
+    def day(self, windows: list[Window]) -> list[int]:
+        missing = [w for w in windows if _ident(w) not in self._cache]
+        if missing and not self._lost and not self._limiter.is_built():
+            self._lost = True
+            self._notes.append(
+                "The limiter's windows are being rebuilt: today's use is counted from the "
+                "database for accounts only."
+            )
+            self._fallback = sends_in_last_day(
+                self._session, [a.id for a in self._accounts], datetime.now(UTC)
+            )
+        if missing and not self._lost:
+            counts = _still_counted_at(self._redis, missing, self._at.timestamp())
+            self._cache.update(zip(map(_ident, missing), counts, strict=True))
+        if self._lost:
+            return [
+                self._fallback.get(int(w.key), 0) if w.scope == Scope.ACCOUNT else 0
+                for w in windows
+            ]
+        return [self._cache[_ident(w)] for w in windows]
+
+
+def _ident(window: Window) -> tuple[str, str, int]:
+    return (window.scope.value, window.key, int(window.seconds))
+
+
+def _still_counted_at(redis: Redis, windows: list[Window], at: float) -> list[int]:
+    """Per window: how many of its reservations will still count at `at` (epoch seconds,
+    now or later), read with ZCOUNT so nothing is trimmed (the limiter's `used` with a later
+    clock would drop members that count now). The keys and scores are rotator.limiter's:
+    "<prefix>:<scope>:<key>:<seconds>", each member scored with its time in microseconds."""
+    pipe = redis.pipeline(transaction=False)
+    for w in windows:
+        name = f"{LIMITER_PREFIX}:{w.scope.value}:{w.key}:{w.seconds}"
+        pipe.zcount(name, f"({round((at - w.seconds) * 1_000_000)}", "+inf")
+    return [int(n) for n in pipe.execute()]
+
+
+def _waiting_by_domain(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Recipient.domain, func.count())
+        .where(Recipient.campaign_id == campaign_id, Recipient.status.in_(WAITING))
+        .group_by(Recipient.domain)
+    )
+    return {domain: n for domain, n in rows.tuples()}
+
+
+def campaign_allows(campaign: Campaign, account: Account) -> bool:
+    """The dispatcher's rule (worker.jobs.assignment.campaign_allows, which app code may
+    not import): the client's accounts, narrowed by the campaign's ids or tags."""
+    if account.client_id != campaign.client_id:
+        return False
+    if campaign.account_ids:
+        return account.id in campaign.account_ids
+    if campaign.account_tags:
+        return bool(set(campaign.account_tags) & set(account.tags or ()))
+    return True
+
+
+def _usable_accounts(
+    session: Session, campaign: Campaign, calendar: Calendar, now: datetime
+) -> tuple[list[tuple[Account, int]], list[dict[str, Any]]]:
+    """(account, first day it sends) for each allowed account that will send, and the
+    others with the reason they will not."""
+    rows = session.execute(
+        select(Account).where(Account.client_id == campaign.client_id).order_by(Account.id)
+    ).scalars()
+    usable: list[tuple[Account, int]] = []
+    excluded: list[dict[str, Any]] = []
+    for account in rows:
+        if not campaign_allows(campaign, account):
+            continue
+        reason = None
+        first_day = 0
+        if account.status == AccountStatus.DISABLED.value:
+            reason = "disabled"
+        elif account.status == AccountStatus.PAUSED.value:
+            if account.paused_until is None:
+                reason = f"paused: {account.paused_reason or 'no end set'}"
+            else:
+                ends = account.paused_until.astimezone(calendar.zone).date()
+                first_day = max((ends - calendar.start).days, 0)
+        elif account.last_health_ok is False:
+            reason = "its last health check failed"
+        if reason is None:
+            usable.append((account, first_day))
+        else:
+            excluded.append({"account_id": account.id, "name": account.name, "reason": reason})
+    return usable, excluded
+
+
+def _account_input(
+    item: tuple[Account, int],
+    table: LimitTable,
+    settings: Settings,
+    counted: _Counted,
+    horizon: int,
+    competitors: dict[int, tuple[Campaign, int]],
+) -> AccountInput:
+    account, first_day = item
+    limit = table.account(account)
+    override = table.overrides.get(("account", str(account.id), account.client_id))
+    caps: list[int] = []
+    day = account.warmup_day
+    for _ in range(horizon):
+        ramp = _cap_on(account, day, settings)
+        caps.append(
+            min(ramp, override.per_day) if override and override.per_day is not None else ramp
+        )
+        if not account.warmup_enabled or ramp >= account.daily_limit:
+            break
+        day += 1
+    used = counted.day([Window(Scope.ACCOUNT, str(account.id), DAY, limit.per_day or 0)])[0]
+    return AccountInput(
+        id=account.id,
+        name=account.name,
+        sending_key=table.sending_domain_key(account),
+        caps=tuple(caps),
+        per_minute=limit.per_minute,
+        used_day0=used,
+        shared_with=tuple(
+            (other.id, float(other.priority))
+            for other, _ in competitors.values()
+            if campaign_allows(other, account)
+        ),
+        available_from=first_day,
+    )
+
+
+def _cap_on(account: Account, warmup_day: int, settings: Settings) -> int:
+    """The account's cap on a given warm-up day, as Account.cap_today computes today's."""
+    if not account.warmup_enabled:
+        return account.daily_limit
+    own_ramp = getattr(account, "cap_on_day", None)  # accounts with a ramp of their own
+    if own_ramp is not None:
+        return int(own_ramp(warmup_day, settings.warmup_start, settings.warmup_step))
+    ramp = settings.warmup_start + settings.warmup_step * max(warmup_day - 1, 0)
+    return min(account.daily_limit, ramp)
+
+
+def _domain_input(
+    domain: str,
+    waiting: int,
+    client_id: int,
+    table: LimitTable,
+    settings: Settings,
+    counted: _Counted,
+) -> DomainInput:
+    limit = table.recipient_domain(domain, client_id)
+    per_day = limit.per_day if limit.per_day is not None else waiting
+    key = recipient_domain_key(client_id, domain)
+    used = counted.day([Window(Scope.RECIPIENT_DOMAIN, key, DAY, per_day)])[0]
+    return DomainInput(domain, waiting, per_day, used, settings.is_freemail(domain))
+
+
+def _sending_domain_caps(
+    accounts: list[tuple[Account, int]], client_id: int, table: LimitTable, counted: _Counted
+) -> dict[str, Cap]:
+    keys = sorted({table.sending_domain_key(a) for a, _ in accounts})
+    return {
+        key: _cap(table.sending_domain(key, client_id), Scope.SENDING_DOMAIN, key, counted)
+        for key in keys
+    }
+
+
+def _cap(limit: Any, scope: Scope, key: str, counted: _Counted) -> Cap:
+    used = 0
+    if limit.per_day is not None:
+        used = counted.day([Window(scope, key, DAY, limit.per_day)])[0]
+    return Cap(limit.per_day, limit.per_minute, used)
+
+
+def _campaign_cap(campaign: Campaign, counted: _Counted) -> Cap:
+    if campaign.daily_cap is None:
+        return Cap()
+    window = Window(Scope.CAMPAIGN, str(campaign.id), DAY, campaign.daily_cap)
+    return Cap(campaign.daily_cap, None, counted.day([window])[0])
+
+
+def _running_others(session: Session, campaign: Campaign) -> list[Campaign]:
+    return list(
+        session.execute(
+            select(Campaign)
+            .where(
+                Campaign.client_id == campaign.client_id,
+                Campaign.status == CampaignStatus.RUNNING.value,
+                Campaign.id != campaign.id,
+            )
+            .order_by(Campaign.id)
+        ).scalars()
+    )
+
+
+def _competitors(
+    session: Session, others: list[Campaign], accounts: list[tuple[Account, int]]
+) -> dict[int, tuple[Campaign, int]]:
+    """The other running campaigns with recipients waiting that may use one of these
+    accounts, with their waiting count."""
+    if not others:
+        return {}
+    waiting = dict(
+        session.execute(
+            select(Recipient.campaign_id, func.count())
+            .where(
+                Recipient.campaign_id.in_([o.id for o in others]),
+                Recipient.status.in_(WAITING),
+            )
+            .group_by(Recipient.campaign_id)
+        ).tuples()
+    )
+    return {
+        o.id: (o, waiting[o.id])
+        for o in others
+        if waiting.get(o.id) and any(campaign_allows(o, a) for a, _ in accounts)
+    }
