@@ -57,3 +57,12 @@ def telegram(text: str, chat_id: str | None = None) -> None:
     from worker.jobs.telegram import send_telegram
 
     send_telegram(current_app.extensions["settings"], text, chat_id)
+
+
+@shared_task(name="sendfleet.blacklist_check", ignore_result=True)
+def blacklist_check() -> None:
+    from worker.jobs.blacklist import run_blacklist_check
+
+    result = run_blacklist_check()
+    if result.newly_listed or result.delisted:
+        log.warning("blacklist.changed", extra=result.log_fields())

@@ -47,13 +47,18 @@ def all_targets(accounts: Iterable[Account], settings: Settings) -> list[Target]
     return sorted(found)
 
 
-def latest_checks(session: Session, targets: Sequence[str] | None = None) -> list[BlacklistCheck]:
-    """The latest check per target (all targets when `targets` is None), by target."""
+def latest_checks(
+    session: Session, targets: Sequence[str] | None = None, *, conclusive: bool = False
+) -> list[BlacklistCheck]:
+    """The latest check per target (all targets when `targets` is None), by target;
+    `conclusive`: the latest that said listed or clean."""
     query = (
         select(BlacklistCheck)
         .distinct(BlacklistCheck.target)
         .order_by(BlacklistCheck.target, BlacklistCheck.checked_at.desc(), BlacklistCheck.id.desc())
     )
+    if conclusive:
+        query = query.where(BlacklistCheck.status != BlacklistStatus.UNKNOWN.value)
     if targets is not None:
         if not targets:
             return []
