@@ -100,9 +100,11 @@ def _failover(
     )  # fmt: skip
 
 
-def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`args` run to completion; a failure raises with what the command said."""
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         said = f"{done.stdout}\n{done.stderr}"
         raise AssertionError(f"{args[-3:]} failed ({done.returncode}):\n{said}")
