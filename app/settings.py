@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(500, ge=1, le=20000)
     dispatch_max_in_flight: int = Field(5000, ge=1)
     send_group_size: int = Field(50, ge=1, le=1000)
+    # Limits on the wire: the dispatcher places each send at a moment every window allows,
+    # up to this far ahead (an account's sends evenly spaced across its minute, plus up to
+    # SEND_JITTER_SECONDS of random delay each); a worker that reaches a send later than
+    # SEND_SLOT_TOLERANCE_SECONDS after its moment gives the place back and the send is
+    # placed again. Windows count that tolerance on top of their span, so a send up to
+    # that late still keeps every limit as the receiving server counts it.
+    dispatch_horizon_seconds: float = Field(30, ge=0, le=300)
+    send_jitter_seconds: float = Field(0, ge=0, le=60)
+    send_slot_tolerance_seconds: float = Field(1.0, gt=0, le=30)
+    send_pacing: bool = True
     retry_delays_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [300, 900, 3600]
     )

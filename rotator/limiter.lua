@@ -14,10 +14,22 @@
 --   reserve: ARGV[4] guard ("1": check the epoch key), ARGV[5] token prefix,
 --            ARGV[6] first token number,
 --            ARGV[7] slots "key,limit,key,limit,..." (a slot is one window check),
---            ARGV[8] requests "w,slot,...,slot,w,slot,..." (w = slots in the request)
---            -> per request: allowed (0/1), wait us, refusing slot position (0-based, -1)
+--            ARGV[8] requests "w,slot,...,slot,w,slot,..." (w = slots in the request),
+--            ARGV[9] horizon us (0: now or never), ARGV[10] jitter us per request
+--            ("" = none)
+--            -> per request: allowed (0/1), then the reserved time in us when allowed or
+--            the wait in us when refused, then the refusing slot position (0-based, -1)
 --            token of request n (1-based) = prefix .. (first + n - 1)
+--            A request is placed at the earliest time t >= now (plus its jitter) at which
+--            every one of its windows counts fewer than `limit` members scored after
+--            t - span, future members included: then no interval of `span` around t
+--            can exceed the limit. Allowed when t <= now + horizon; the member is
+--            scored t, so a send placed in the future holds its place from then on.
 --   release: ARGV[4] token               -> {}
+--   move:    ARGV[4] guard, ARGV[5] token, ARGV[6] limits "limit,limit,..." (one per key)
+--            -> {1, now us} when every window, without the token, counts fewer than its
+--            limit after now - span: the token is then scored now (a send that comes late
+--            takes its place at the moment it really goes); else {0, wait us}, untouched
 --   used:    ARGV[4] guard               -> per key: live count
 --   frees:   ARGV[4] limit (KEYS[1])     -> us when it has room again, or -1
 --   restore: ARGV[4] members per key (comma-separated),
@@ -40,13 +52,13 @@ end
 
 local nkeys = #KEYS
 local span = numbers(ARGV[3])
-if (op == "reserve" or op == "used") and ARGV[4] == "1" then
+if (op == "reserve" or op == "used" or op == "move") and ARGV[4] == "1" then
   if redis.call("EXISTS", KEYS[nkeys]) == 0 then return {-1} end
   nkeys = nkeys - 1
 end
 
 local live = {}     -- members in window i now, counting this call's pending adds
-local pending = {}  -- members reserved in this call, not yet written (score = now)
+local pending = {}  -- "score, member" pairs reserved in this call, not yet written
 local touched = {}
 
 local function load(i)
@@ -65,65 +77,70 @@ end
 local function flush(i)
   local p = pending[i]
   if p == nil or #p == 0 then return end
-  local args = {}
-  for j = 1, #p do
-    args[#args + 1] = now
-    args[#args + 1] = p[j]
-    if #args >= 4000 then
-      redis.call("ZADD", KEYS[i], unpack(args))
-      args = {}
-    end
+  for from = 1, #p, 4000 do
+    redis.call("ZADD", KEYS[i], unpack(p, from, math.min(from + 3999, #p)))
   end
-  if #args > 0 then redis.call("ZADD", KEYS[i], unpack(args)) end
   pending[i] = {}
   touched[i] = true
 end
 
--- Microseconds until window i holds fewer than `limit` members: the member at rank
--- (count - limit) must leave. Pending members are written first so ranks are exact.
-local function wait_for(i, limit)
-  if limit <= 0 then return span[i] end
+-- The earliest time (us) at which window i counts fewer than `limit` members scored
+-- after it minus the span: the member at rank (count - limit) must have left. Pending
+-- members are written first so ranks are exact.
+local function room_at(i, limit)
+  if live[i] < limit then return now end
   flush(i)
   local rank = live[i] - limit
   local e = redis.call("ZRANGE", KEYS[i], rank, rank, "WITHSCORES")
-  return tonumber(e[2]) + span[i] - now
+  return tonumber(e[2]) + span[i]
+end
+
+-- Microseconds until window i has room (the refusal's wait when nothing is scheduled).
+local function wait_for(i, limit)
+  if limit <= 0 then return span[i] end
+  return room_at(i, limit) - now
 end
 
 if op == "reserve" then
   local prefix, first = ARGV[5], tonumber(ARGV[6])
   local slots = numbers(ARGV[7])
   local req = numbers(ARGV[8])
+  local horizon = tonumber(ARGV[9]) or 0
+  local jitter = numbers(ARGV[10] or "")
   local out = {}
   local pos, n = 1, 0
   while pos <= #req do
     local w = req[pos]
     local base = pos + 1
-    local allowed = true
+    local at, worst, worst_j, closed = now, -1, -1, false
     for j = base, base + w - 1 do
       local s = 2 * req[j] - 1
-      local limit = slots[s + 1]
-      if limit <= 0 or load(slots[s]) >= limit then allowed = false end
+      local i, limit = slots[s], slots[s + 1]
+      load(i)
+      local t
+      if limit <= 0 then
+        closed = true
+        t = now + span[i]
+      else
+        t = room_at(i, limit)
+      end
+      if t > at then at = t end
+      if t > now and t - now > worst then worst, worst_j = t - now, j - base end
     end
-    if allowed then
+    at = at + (jitter[n + 1] or 0)
+    if not closed and at <= now + horizon then
       local token = prefix .. string.format("%d", first + n)
       for j = base, base + w - 1 do
         local i = slots[2 * req[j] - 1]
         local p = pending[i]
+        p[#p + 1] = at
         p[#p + 1] = token
         live[i] = live[i] + 1
       end
-      out[#out + 1] = 1; out[#out + 1] = 0; out[#out + 1] = -1
+      out[#out + 1] = 1; out[#out + 1] = at; out[#out + 1] = -1
     else
-      local worst, worst_j = -1, -1
-      for j = base, base + w - 1 do
-        local s = 2 * req[j] - 1
-        local i, limit = slots[s], slots[s + 1]
-        if limit <= 0 or live[i] >= limit then
-          local wait = wait_for(i, limit)
-          if wait > worst then worst, worst_j = wait, j - base end
-        end
-      end
-      out[#out + 1] = 0; out[#out + 1] = worst; out[#out + 1] = worst_j
+      out[#out + 1] = 0; out[#out + 1] = math.max(at - now - horizon, worst > 0 and 1 or 0)
+      out[#out + 1] = worst_j
     end
     pos = base + w
     n = n + 1
@@ -137,6 +154,30 @@ elseif op == "release" then
   local token = ARGV[4]
   for i = 1, nkeys do redis.call("ZREM", KEYS[i], token) end
   return {}
+elseif op == "move" then
+  local token = ARGV[5]
+  local limits = numbers(ARGV[6])
+  local worst = 0
+  for i = 1, nkeys do
+    local c = load(i)
+    local own = redis.call("ZRANK", KEYS[i], token)
+    if own then c = c - 1 end
+    if limits[i] <= 0 then
+      worst = math.max(worst, span[i])
+    elseif c >= limits[i] then
+      -- the member that must leave, counted without the token
+      local rank = c - limits[i]
+      if own and own <= rank then rank = rank + 1 end
+      local e = redis.call("ZRANGE", KEYS[i], rank, rank, "WITHSCORES")
+      worst = math.max(worst, tonumber(e[2]) + span[i] - now)
+    end
+  end
+  if worst > 0 then return {0, worst} end
+  for i = 1, nkeys do
+    redis.call("ZADD", KEYS[i], now, token)
+    redis.call("PEXPIRE", KEYS[i], math.ceil(span[i] / 1000))
+  end
+  return {1, now}
 elseif op == "used" then
   local out = {}
   for i = 1, nkeys do out[i] = load(i) end

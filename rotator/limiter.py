@@ -3,6 +3,13 @@
 "Sliding" means: never more than `limit` reservations in ANY `seconds`-long
 interval. A reservation made at t counts until t + seconds (exclusive), so a
 refused caller can retry exactly `retry_after` seconds later.
+
+A reservation may also be placed ahead, up to a horizon: at the earliest moment all of its
+windows have room, counting the places already given out ahead (`Decision.at`). The sender
+then goes at that moment, not before; one that comes later than `slack_seconds` after it
+gives the place back and asks again, and every window counts `slack_seconds` longer than
+its nominal span, so a send up to that late still keeps the limit as the receiving server
+counts it.
 """
 
 from __future__ import annotations
@@ -39,14 +46,14 @@ class WindowsLost(Exception):
     and `Limiter.restore` has written them."""
 
 
-WindowId = tuple[Scope, str, int]  # (scope, key, seconds): one sorted set
+WindowId = tuple[Scope, str, float]  # (scope, key, seconds): one sorted set
 
 
 @dataclass(frozen=True)
 class Window:
     scope: Scope
     key: str
-    seconds: int
+    seconds: float
     limit: int
 
 
@@ -56,6 +63,8 @@ class Decision:
     retry_after: float
     refused: Window | None
     token: str
+    # When allowed: the moment (epoch seconds, Redis clock) the reservation is placed at.
+    at: float = 0.0
 
 
 class Limiter:
@@ -63,11 +72,19 @@ class Limiter:
     the windows (their epoch key is gone), instead of answering from empty windows."""
 
     def __init__(
-        self, redis: redis.Redis, prefix: str = "sf:lim", *, require_epoch: bool = False
+        self,
+        redis: redis.Redis,
+        prefix: str = "sf:lim",
+        *,
+        require_epoch: bool = False,
+        slack_seconds: float = 0.0,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._require_epoch = require_epoch
+        # Every operation on a window must count the same span, or one would trim members
+        # another still counts: all limiters of one deployment share this value.
+        self._slack_us = round(slack_seconds * _US)
         self._epoch_key = f"{prefix}:epoch"
         self._script = redis.register_script(_SCRIPT)
         # Tokens only need to be unique among live members of one window:
@@ -75,22 +92,32 @@ class Limiter:
         self._token_prefix = os.urandom(6).hex() + "."
         self._next_token = 1
 
-    def reserve(self, windows: Sequence[Window], *, now: float | None = None) -> Decision:
-        return self.reserve_many([windows], now=now)[0]
+    def reserve(
+        self, windows: Sequence[Window], *, now: float | None = None, horizon: float = 0.0
+    ) -> Decision:
+        return self.reserve_many([windows], now=now, horizon=horizon)[0]
 
     def reserve_many(
-        self, requests: Sequence[Sequence[Window]], *, now: float | None = None
+        self,
+        requests: Sequence[Sequence[Window]],
+        *,
+        now: float | None = None,
+        horizon: float = 0.0,
+        jitter: Sequence[float] | None = None,
     ) -> list[Decision]:
         """Reserve for each request in order, in one round trip.
 
         Each request is all-or-nothing on its own; a later request sees the
-        reservations of the earlier ones in the same call.
+        reservations of the earlier ones in the same call. With a `horizon`, a request is
+        placed at the earliest moment within it that all its windows allow (plus its
+        `jitter`, seconds, one per request); refused requests get the wait until that
+        moment is within the horizon.
         """
         if not requests:
             return []
         keys: list[str] = []
         spans: list[int] = []
-        key_index: dict[tuple[Scope, str, int], int] = {}
+        key_index: dict[tuple[Scope, str, float], int] = {}
         slots: list[int] = []
         slot_index: dict[Window, int] = {}
         body: list[int] = []
@@ -107,18 +134,19 @@ class Limiter:
                     if i is None:
                         i = key_index[ident] = len(keys) + 1
                         keys.append(self._key(w))
-                        spans.append(w.seconds * _US)
+                        spans.append(self._span(w.seconds))
                     slots.append(i)
                     slots.append(w.limit)
                     s = slot_index[w] = len(slot_index) + 1
                 body.append(s)
         first = self._next_token
         self._next_token += len(requests)
+        jitter_us = "" if not jitter else _csv([round(j * _US) for j in jitter])
         raw = self._run(
             "reserve",
             keys,
             spans,
-            [self._token_prefix, first, _csv(slots), _csv(body)],
+            [self._token_prefix, first, _csv(slots), _csv(body), round(horizon * _US), jitter_us],
             now,
             guarded=True,
         )
@@ -126,7 +154,8 @@ class Limiter:
         for n, binding in enumerate(plans):
             allowed, wait_us, refused_at = raw[3 * n], raw[3 * n + 1], raw[3 * n + 2]
             if allowed:
-                decisions.append(Decision(True, 0.0, None, f"{self._token_prefix}{first + n}"))
+                token = f"{self._token_prefix}{first + n}"
+                decisions.append(Decision(True, 0.0, None, token, at=wait_us / _US))
             else:
                 refused = binding[refused_at] if refused_at >= 0 else None
                 decisions.append(Decision(False, max(wait_us, 0) / _US, refused, ""))
@@ -138,13 +167,29 @@ class Limiter:
             return
         unique = {(w.scope, w.key, w.seconds): w for w in windows}.values()
         keys = [self._key(w) for w in unique]
-        self._run("release", keys, [w.seconds * _US for w in unique], [token], None)
+        self._run("release", keys, [self._span(w.seconds) for w in unique], [token], None)
+
+    def move(
+        self, windows: Sequence[Window], token: str, *, now: float | None = None
+    ) -> Decision:
+        """Moves a reservation to now when every window allows a send now without it (a
+        send reached after its moment takes its place when it really goes); otherwise
+        leaves it and says how long until they would."""
+        binding = _binding_windows(windows)
+        keys = [self._key(w) for w in binding]
+        spans = [self._span(w.seconds) for w in binding]
+        limits = _csv([w.limit for w in binding])
+        allowed, value = self._run("move", keys, spans, [token, limits], now, guarded=True)
+        if allowed:
+            return Decision(True, 0.0, None, token, at=value / _US)
+        return Decision(False, max(value, 0) / _US, None, "")
 
     def used(self, windows: Sequence[Window], *, now: float | None = None) -> list[int]:
         if not windows:
             return []
         keys = [self._key(w) for w in windows]
-        counts = self._run("used", keys, [w.seconds * _US for w in windows], [], now, guarded=True)
+        spans = [self._span(w.seconds) for w in windows]
+        counts = self._run("used", keys, spans, [], now, guarded=True)
         return [int(c) for c in counts]
 
     def is_built(self) -> bool:
@@ -177,11 +222,11 @@ class Limiter:
         batch: list[str] = []
         written = 0
         for (scope, key, seconds), members in windows.items():
-            name = f"{self._prefix}:{scope.value}:{key}:{seconds}"
+            name = f"{self._prefix}:{scope.value}:{key}:{_seconds(seconds)}"
             for start in range(0, len(members), _RESTORE_BATCH):
                 part = members[start : start + _RESTORE_BATCH]
                 keys.append(name)
-                spans.append(seconds * _US)
+                spans.append(self._span(seconds))
                 counts.append(len(part))
                 batch.extend(part)
                 if len(batch) >= _RESTORE_BATCH:
@@ -199,11 +244,19 @@ class Limiter:
 
     def frees_at(self, window: Window, *, now: float | None = None) -> float | None:
         """Epoch seconds when the window next has room; None when it has room now."""
-        at = self._run("frees", [self._key(window)], [window.seconds * _US], [window.limit], now)
+        span = self._span(window.seconds)
+        at = self._run("frees", [self._key(window)], [span], [window.limit], now)
         return None if int(at) < 0 else int(at) / _US
 
     def _key(self, w: Window) -> str:
-        return f"{self._prefix}:{w.scope.value}:{w.key}:{w.seconds}"
+        return f"{self._prefix}:{w.scope.value}:{w.key}:{_seconds(w.seconds)}"
+
+    def span_us(self, seconds: float) -> int:
+        """What a window of `seconds` counts, in microseconds, slack included."""
+        return self._span(seconds)
+
+    def _span(self, seconds: float) -> int:
+        return round(seconds * _US) + self._slack_us
 
     def _run(
         self,
@@ -231,10 +284,16 @@ def _csv(numbers: list[int]) -> str:
     return ",".join(map(str, numbers))
 
 
+def _seconds(seconds: float) -> str:
+    """A window's span in its key: "60" for whole seconds, as every key was named before
+    spans could be fractions (a pacing gap of 60/7 s)."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+
+
 def _binding_windows(windows: Sequence[Window]) -> list[Window]:
     """One window per sorted set: when a request names the same set twice, the
     smaller limit is the one that binds (and a token is added to a set once)."""
-    seen: dict[tuple[Scope, str, int], Window] = {}
+    seen: dict[tuple[Scope, str, float], Window] = {}
     for w in windows:
         ident = (w.scope, w.key, w.seconds)
         kept = seen.get(ident)

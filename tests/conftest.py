@@ -65,6 +65,11 @@ def settings_env(database_url: str) -> dict[str, str]:
         "COMPANY_ADDRESS": "Sendfleet Test Ltd, 1 Test Street, 10115 Berlin",
         "LOG_FORMAT": "text",
         "LOG_LEVEL": "WARNING",
+        # In-process tests send every queued row at once; placing sends ahead and pacing an
+        # account across its minute have their own tests (tests/test_dispatch_ahead.py, the
+        # end-to-end tests, which run with the production defaults).
+        "SEND_PACING": "false",
+        "DISPATCH_HORIZON_SECONDS": "0",
     }
 
 

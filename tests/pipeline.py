@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from app.db import unit_of_work
-from rotator.limiter import Limiter
+from app.services.limits import make_limiter
 from worker.jobs import send
 from worker.jobs.dispatch import DispatchResult, dispatch_batch
 
@@ -17,7 +17,7 @@ def dispatch(app: Flask, now: datetime | None = None) -> DispatchResult:
     with app.app_context(), unit_of_work() as session:
         return dispatch_batch(
             session,
-            Limiter(app.extensions["redis"]),
+            make_limiter(app.extensions["redis"], app.extensions["settings"]),
             app.extensions["settings"],
             now=now or datetime.now(UTC),
         )
@@ -26,7 +26,7 @@ def dispatch(app: Flask, now: datetime | None = None) -> DispatchResult:
 def send_batches(app: Flask, result: DispatchResult) -> list[send.BatchResult]:
     outcomes = []
     with app.app_context():
-        for account_id, ids in result.batches:
+        for account_id, ids, _ in result.batches:
             outcomes.append(send.send_batch(account_id, ids))
     return outcomes
 

@@ -165,7 +165,7 @@ def test_listing_reads_all_usage_in_one_limiter_call(api, factory, monkeypatch, 
             calls.append(len(windows))
             return super().used(windows, **kwargs)
 
-    monkeypatch.setattr("app.services.accounts.Limiter", CountingLimiter)
+    monkeypatch.setattr("app.services.limits.Limiter", CountingLimiter)
     assert len(api.get("/api/v1/accounts").get_json()["items"]) == 4
     assert calls == [4]
 

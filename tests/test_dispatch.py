@@ -49,7 +49,7 @@ def test_queued_rows_record_account_reservation_and_an_event(app, factory):
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, _emails(2))
     result = dispatch(app)
-    assert result.batches == [(account.id, [1, 2])]
+    assert [(b.account_id, b.ids) for b in result.batches] == [(account.id, [1, 2])]
     rows = db.session.execute(select(Recipient)).scalars().all()
     assert {r.account_id for r in rows} == {account.id}
     assert all(r.reservation and r.queued_at for r in rows)

@@ -77,7 +77,7 @@ def celery_init_app(app: Flask) -> Celery:
     @worker_process_shutdown.connect(weak=False)
     def _close_connections(**_: object) -> None:
         from worker.jobs.heartbeat import stop_beating
-        from worker.jobs.send import smtp_pool
+        from worker.jobs.smtp import smtp_pool
 
         smtp_pool().close_all()
         stop_beating()  # a clean exit holds nothing: no need to wait for the TTL

@@ -19,7 +19,7 @@ from app.services.limit_overrides import (
     effective_limits,
     set_override,
 )
-from rotator.limiter import Limiter
+from app.services.limits import make_limiter
 
 blp = Blueprint("limits", __name__, description="Rate limits in force per scope, and overrides")
 blp.before_request(require_json_body)
@@ -106,7 +106,7 @@ class LimitsSchema(Schema):
 def list_limits() -> dict[str, Any]:
     """The limits in force for the key's client: the system's, the client's own caps
     (`client`), its accounts, sending domains and recipient-domain overrides."""
-    limiter = Limiter(current_app.extensions["redis"])
+    limiter = make_limiter(current_app.extensions["redis"], current_app.extensions["settings"])
     with unit_of_work() as session:
         return effective_limits(
             session, current_app.extensions["settings"], limiter, client_id=g.client_id

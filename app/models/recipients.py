@@ -103,5 +103,7 @@ class Recipient(Base):
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When queued: the moment its limiter reservation was placed at; it goes then, not before.
+    slot_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

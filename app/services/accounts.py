@@ -20,7 +20,8 @@ from app.models import Account, AccountStatus, Event, EventType, Recipient, Reci
 from app.services.clients import owner
 from app.services.sends import sends_in_last_day
 from app.settings import Settings
-from rotator.limiter import Limiter, Scope, Window, WindowsLost
+from app.services.limits import make_limiter
+from rotator.limiter import Scope, Window, WindowsLost
 from rotator.providers import ProviderPreset, UnknownProvider, get_preset
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ def with_pool_state(
     ]
     sent: Sequence[int]
     try:
-        sent = Limiter(redis, require_epoch=True).used(windows)
+        sent = make_limiter(redis, settings, require_epoch=True).used(windows)
     except (RedisError, OSError, WindowsLost) as exc:
         log.warning("accounts.usage_from_database", extra={"error": type(exc).__name__})
         counts = sends_in_last_day(session, [a.id for a in accounts], datetime.now(UTC))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Account, LimitOverride
 from app.settings import Settings
-from rotator.limiter import Scope, Window
+from rotator.limiter import Limiter, Scope, Window
 
 MINUTE = 60
 DAY = 86400
@@ -102,13 +103,17 @@ class LimitTable:
         and its sending domain."""
         client_id = account.client_id
         sending_key = self.sending_domain_key(account)
+        own = self.account(account)
         scoped = [
             (Scope.SYSTEM, SYSTEM_KEY, self.system()),
             (Scope.CLIENT, str(client_id), self.client(client_id)),
-            (Scope.ACCOUNT, str(account.id), self.account(account)),
+            (Scope.ACCOUNT, str(account.id), own),
             (Scope.SENDING_DOMAIN, sending_key, self.sending_domain(sending_key, client_id)),
         ]
-        return [window for scope, key, limit in scoped for window in _windows(scope, key, limit)]
+        windows = [w for scope, key, limit in scoped for w in _windows(scope, key, limit)]
+        if self.settings.send_pacing and own.per_minute:
+            windows.append(pace_window(account.id, own.per_minute))
+        return windows
 
     def recipient_domain_windows(self, client_id: int, domain: str) -> list[Window]:
         key = recipient_domain_key(client_id, domain)
@@ -118,6 +123,20 @@ class LimitTable:
         if campaign_id is None or daily_cap is None:
             return []
         return _windows(Scope.CAMPAIGN, str(campaign_id), Limit(None, daily_cap))
+
+
+def pace_window(account_id: int, per_minute: int) -> Window:
+    """One send per 60/N seconds: an account limited to N a minute sends evenly across its
+    minute instead of N at once (the way outreach tools pace an inbox)."""
+    return Window(Scope.ACCOUNT, str(account_id), MINUTE / per_minute, 1)
+
+
+def make_limiter(redis: Redis, settings: Settings, *, require_epoch: bool = False) -> Limiter:
+    """The deployment's limiter: every window counts SEND_SLOT_TOLERANCE_SECONDS on top of its
+    span (rotator.limiter), so every process must build it here."""
+    return Limiter(
+        redis, require_epoch=require_epoch, slack_seconds=settings.send_slot_tolerance_seconds
+    )
 
 
 def recipient_domain_key(client_id: int, domain: str) -> str:

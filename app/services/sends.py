@@ -3,9 +3,10 @@ from when Redis loses them, and the figures the API shows when Redis cannot answ
 
 A send is an SMTP attempt (an outcome event: sent, bounced, deferred, failed, unknown) at
 the time of its event, or a reservation still in flight (a queued or sending row) at the
-time it was queued. Both count until their window (a minute, a day) has passed, the way
-the limiter counts them; an attempt is dated a little after its reservation was, so a
-rebuilt window frees a little later than the original would have, never earlier."""
+moment it was placed at (its slot, possibly ahead) or else when it was queued. Both count
+until their window (a minute, a day) has passed, the way the limiter counts them; an
+attempt is dated a little after its reservation was, so a rebuilt window frees a little
+later than the original would have, never earlier."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ SENDS_SINCE = text(
     WHERE e.created_at > :since AND e.account_id IS NOT NULL
       AND e.type IN ('sent', 'bounced', 'deferred', 'failed', 'unknown')
     UNION ALL
-    SELECT r.reservation, coalesce(r.queued_at, :now), r.account_id, r.campaign_id, r.domain
+    SELECT r.reservation, coalesce(r.slot_at, r.queued_at, :now), r.account_id, r.campaign_id,
+        r.domain
     FROM recipients r
     WHERE r.status IN ('queued', 'sending')
       AND r.reservation IS NOT NULL AND r.account_id IS NOT NULL

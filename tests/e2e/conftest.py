@@ -34,6 +34,9 @@ E2E_ENV = {
     "SMTP_TIMEOUT_SECONDS": "5",
     "LIMIT_SYSTEM_PER_MINUTE": "100000",
     "LIMIT_ACCOUNT_PER_MINUTE": "100000",
+    # The production defaults, whatever the in-process tests use.
+    "SEND_PACING": "true",
+    "DISPATCH_HORIZON_SECONDS": "30",
     "LOG_LEVEL": "INFO",
 }
 

@@ -9,6 +9,7 @@ client, recipient domain, campaign) postpones it until the limiter says room ret
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -100,6 +101,15 @@ def load_pool(session: Session, limiter: Limiter, settings: Settings) -> Pool:
     return Pool(accounts=accounts, remaining={a: remaining[str(a)] for a in accounts})
 
 
+@dataclass(frozen=True)
+class Assigned:
+    due: Due
+    account_id: int
+    token: str
+    # The moment (epoch seconds) its reservation was placed at: it is sent then.
+    at: float
+
+
 def assign(
     due: list[Due],
     pool: Pool,
@@ -108,12 +118,13 @@ def assign(
     limiter: Limiter,
     settings: Settings,
     now: datetime,
-) -> tuple[list[tuple[Due, int, str]], list[Due]]:
+) -> tuple[list[Assigned], list[Due]]:
     """Rounds of one reserve_many call: each round offers every waiting recipient its best
     untried account; refusals by account-wide scopes move it to its next account, refusals
     by scopes no account can change (system, client, recipient domain, campaign) postpone
-    it."""
-    assigned: list[tuple[Due, int, str]] = []
+    it. Each reservation is placed at the earliest moment within DISPATCH_HORIZON_SECONDS
+    that all its windows allow (plus SEND_JITTER_SECONDS of random delay)."""
+    assigned: list[Assigned] = []
     postponed: list[Due] = []
     blocked: dict[tuple[Scope, str], float] = {}
     cursor = int(now.timestamp())
@@ -150,10 +161,15 @@ def assign(
         if not offers:
             postponed += next_round
             break
-        decisions = limiter.reserve_many([w for _, _, w in offers])
+        jitter = settings.send_jitter_seconds
+        decisions = limiter.reserve_many(
+            [w for _, _, w in offers],
+            horizon=settings.dispatch_horizon_seconds,
+            jitter=[random.uniform(0, jitter) for _ in offers] if jitter else None,
+        )
         for (item, account, _), decision in zip(offers, decisions, strict=True):
             if decision.allowed:
-                assigned.append((item, account.id, decision.token))
+                assigned.append(Assigned(item, account.id, decision.token, decision.at))
                 continue
             pool.remaining[account.id] += 1
             _note_refusal(decision, item, account, pool, blocked, table)

@@ -26,7 +26,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import current_app as current_celery
 from flask import current_app
@@ -36,13 +36,13 @@ from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
 from app.models import Campaign, CampaignStatus, Client, ClientStatus
-from app.services.limits import load_limits
+from app.services.limits import load_limits, make_limiter
 from app.services.windows import in_window
 from app.settings import Settings
 from rotator.fairness import interleave, quotas
 from rotator.limiter import Limiter, WindowsLost
 from worker.jobs import alerts
-from worker.jobs.assignment import Due, assign, load_pool
+from worker.jobs.assignment import Assigned, Due, assign, load_pool
 from worker.jobs.backoffs import active_backoffs
 from worker.jobs.dispatch_sql import (
     CLAIM_DUE,
@@ -65,6 +65,19 @@ SEND_QUEUE = "sendfleet.send"
 CLAIM_ROUNDS = 3
 # When a campaign has no usable account at all, look again after this long.
 NO_ACCOUNT_RETRY = timedelta(minutes=1)
+# An account's rows placed within this long of the first of them go in one send task (the
+# send path waits for each row's moment in between); rows placed further apart, their own.
+SEND_GROUP_SPREAD = 1.0
+# A batch due sooner than this is published at once rather than with an ETA.
+ETA_THRESHOLD = 0.05
+
+
+class Batch(NamedTuple):
+    """One send task: an account's rows placed close together, sent from `at` on."""
+
+    account_id: int
+    ids: list[int]
+    at: float | None = None
 
 
 @dataclass
@@ -80,7 +93,7 @@ class DispatchResult:
     rebuilt: bool = False
     held: bool = False
     completed_campaigns: list[int] = field(default_factory=list)
-    batches: list[tuple[int, list[int]]] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
 
     def add(self, other: DispatchResult) -> None:
         self.claimed += other.claimed
@@ -127,7 +140,7 @@ def dispatch_until_done(
     and its tasks enqueued before the next one is claimed. When Redis has lost the limiter's
     windows, they are rebuilt from the database first (worker.jobs.windows_rebuild); a
     batch that found them lost is rolled back, so nothing was claimed or reserved."""
-    limiter = Limiter(redis, require_epoch=True)
+    limiter = make_limiter(redis, settings, require_epoch=True)
     total = DispatchResult()
     deadline = time.monotonic() + budget_seconds
     while True:
@@ -148,11 +161,19 @@ def dispatch_until_done(
             return total
 
 
-def enqueue(batches: list[tuple[int, list[int]]]) -> None:
+def enqueue(batches: list[Batch]) -> None:
     """After the commit only: a task must never find its rows not yet visible. A failure here
-    leaves the rows `queued`; recovery returns them to `pending`."""
-    for account_id, ids in batches:
-        current_celery.send_task("sendfleet.send_batch", args=[account_id, ids], queue=SEND_QUEUE)
+    leaves the rows `queued`; recovery returns them to `pending`. A batch placed ahead is
+    published with that moment as its ETA: the worker holds it without a process until then
+    (the send path still waits for each row's own moment, at most SEND_GROUP_SPREAD)."""
+    now = time.time()
+    for batch in batches:
+        eta = None
+        if batch.at is not None and batch.at > now + ETA_THRESHOLD:
+            eta = datetime.fromtimestamp(batch.at, UTC)
+        current_celery.send_task(
+            "sendfleet.send_batch", args=[batch.account_id, batch.ids], queue=SEND_QUEUE, eta=eta
+        )
 
 
 def dispatch_batch(
@@ -320,7 +341,7 @@ def _hold_backed_off(
 
 def _write_queued(
     session: Session,
-    assigned: list[tuple[Due, int, str]],
+    assigned: list[Assigned],
     now: datetime,
     result: DispatchResult,
     settings: Settings,
@@ -330,9 +351,10 @@ def _write_queued(
     rows = session.execute(
         MARK_QUEUED,
         {
-            "ids": [item.id for item, _, _ in assigned],
-            "account_ids": [account_id for _, account_id, _ in assigned],
-            "tokens": [token for _, _, token in assigned],
+            "ids": [a.due.id for a in assigned],
+            "account_ids": [a.account_id for a in assigned],
+            "tokens": [a.token for a in assigned],
+            "slots": [datetime.fromtimestamp(a.at, UTC) for a in assigned],
             "now": now,
         },
     ).all()
@@ -345,15 +367,34 @@ def _write_queued(
         },
     )
     result.queued = len(rows)
-    by_account: dict[int, list[int]] = defaultdict(list)
+    result.batches = group_sends(rows, settings.send_group_size)
+
+
+def group_sends(rows: list[Any], size: int) -> list[Batch]:
+    """Per account in the order of their moments: up to `size` rows placed within
+    SEND_GROUP_SPREAD of the group's first."""
+    by_account: dict[int, list[Any]] = defaultdict(list)
     for row in rows:
-        by_account[row.account_id].append(row.id)
-    size = settings.send_group_size
-    result.batches = [
-        (account_id, ids[i : i + size])
-        for account_id, ids in by_account.items()
-        for i in range(0, len(ids), size)
-    ]
+        by_account[row.account_id].append(row)
+    batches: list[Batch] = []
+    for account_id, own in by_account.items():
+        own.sort(key=lambda r: r.slot_at)
+        group: list[Any] = []
+        for row in own:
+            if group and (
+                len(group) >= size
+                or (row.slot_at - group[0].slot_at).total_seconds() > SEND_GROUP_SPREAD
+            ):
+                batches.append(_batch(account_id, group))
+                group = []
+            group.append(row)
+        if group:
+            batches.append(_batch(account_id, group))
+    return batches
+
+
+def _batch(account_id: int, rows: list[Any]) -> Batch:
+    return Batch(account_id, [r.id for r in rows], rows[0].slot_at.timestamp())
 
 
 def _write_postponed(

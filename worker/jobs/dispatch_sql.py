@@ -32,12 +32,13 @@ MARK_QUEUED = text(
     """
     UPDATE recipients AS r
     SET status = 'queued', account_id = v.account_id, reservation = v.token,
-        queued_at = :now, updated_at = :now, claimed_by = NULL
+        queued_at = :now, slot_at = v.slot_at, updated_at = :now, claimed_by = NULL
     FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
                  unnest(CAST(:account_ids AS int[])) AS account_id,
-                 unnest(CAST(:tokens AS text[])) AS token) AS v
+                 unnest(CAST(:tokens AS text[])) AS token,
+                 unnest(CAST(:slots AS timestamptz[])) AS slot_at) AS v
     WHERE r.id = v.id AND r.status IN ('pending', 'deferred')
-    RETURNING r.id, r.campaign_id, r.account_id
+    RETURNING r.id, r.campaign_id, r.account_id, r.slot_at
     """
 )
 

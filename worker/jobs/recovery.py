@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from app.db import unit_of_work
 from app.services.clients import clients_of_campaigns
 from app.settings import Settings
+from app.services.limits import make_limiter
 from rotator.limiter import Limiter
 from worker.jobs import alerts
 from worker.jobs.heartbeat import Liveness
@@ -65,6 +66,7 @@ REQUEUE_STALE = text(
     ), back AS (
         UPDATE recipients AS r
         SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
+            slot_at = NULL,
             claimed_by = NULL, updated_at = :now
         FROM stale
         WHERE r.id = stale.id AND r.status = 'queued'
@@ -164,7 +166,11 @@ def run_recovery() -> RecoveryResult:
     redis: Redis = current_app.extensions["redis"]
     with unit_of_work() as session:
         result = recover(
-            session, Limiter(redis), Liveness(redis, settings), settings, now=datetime.now(UTC)
+            session,
+            make_limiter(redis, settings),
+            Liveness(redis, settings),
+            settings,
+            now=datetime.now(UTC),
         )
         clients = clients_of_campaigns(session, list(result.unknown))
     for campaign_id, count in result.unknown.items():

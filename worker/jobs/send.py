@@ -18,7 +18,6 @@ a killed worker leaves at most one `unknown`, never a duplicate.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -29,50 +28,35 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.crypto import SecretBox
 from app.extensions import db
 from app.models import Account, AccountStatus, Campaign
-from app.services.limits import LimitTable, account_day_window, load_limits
+from app.services.limits import LimitTable, account_day_window, load_limits, make_limiter
 from app.services.templating import recipient_context, template_limits
 from app.services.unsubscribe import UnsubscribeTokens
 from app.settings import Settings
 from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
-from rotator.limiter import Limiter
 from rotator.message import MessageSpec, build_message, make_message_id
-from rotator.providers.base import Security
 from rotator.templates import TemplateError, compiled_for
-from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
 from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
 from worker.jobs.send_release import after_outage, hand_back, release_held
+from worker.jobs.send_slots import Held, Slots, Timing
 from worker.jobs.send_sql import (
     CLAIM,
     FINISH_SENT_THEN_CLAIM,
-    MARK_HELD,
     SUPPRESS_CLAIMED,
 )
+from worker.jobs.smtp import endpoint_for, smtp_pool
 
 log = logging.getLogger(__name__)
-
-_pool: SmtpPool | None = None
-_pool_pid: int | None = None
-
-
-def smtp_pool() -> SmtpPool:
-    """One pool per process (connections must never cross a fork)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        settings: Settings = current_app.extensions["settings"]
-        _pool = SmtpPool(idle_seconds=settings.smtp_idle_seconds)
-        _pool_pid = os.getpid()
-    return _pool
-
 
 @dataclass
 class BatchResult:
     outcomes: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     handed_back: int = 0
+    # Of those handed back: reached after their moment had passed, placed again.
+    late: int = 0
 
     def count(self, key: str) -> None:
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
@@ -122,11 +106,21 @@ def _send_batch(
     # An SMTP outcome held in memory until the commit that writes it.
     unwritten: _Delivery | None = None
     try:
-        session.execute(
-            MARK_HELD, {"ids": recipient_ids, "account_id": account_id, "holder": sender.holder}
-        )
+        slots = Slots.hold(session, settings, account_id, recipient_ids, sender.holder)
         session.commit()
         for position, recipient_id in enumerate(recipient_ids):
+            timing = slots.timing(recipient_id)
+            if timing is Timing.EARLY:
+                rest = recipient_ids[position:]
+                release_held(session, sender.holder, rest)
+                slots.publish_later(account_id, rest)
+                break
+            if timing is Timing.LATE and not sender.take_place_now(slots.rows[recipient_id]):
+                late = hand_back(session, settings, account_id, [recipient_id])
+                result.handed_back += late
+                result.late += late
+                session.commit()
+                continue
             finished = (
                 previous if previous is not None and sender.can_fast_finish(previous) else None
             )
@@ -203,12 +197,12 @@ class _Sender:
         self.settings = settings
         self.account = account
         redis: Redis = current_app.extensions["redis"]
-        self.limiter = Limiter(redis)
+        self.limiter = make_limiter(redis, settings)
         self.limits: LimitTable = load_limits(session, settings)
         self.tokens = UnsubscribeTokens(
             settings.secret_key.get_secret_value(), settings.public_base_url
         )
-        self.endpoint = _endpoint(settings, account)
+        self.endpoint = endpoint_for(settings, account)
         self.campaigns: dict[int, Campaign] = {}
         self.failures_known_zero = account.consecutive_failures == 0
         # Beating before the first row is marked as held by this process.
@@ -367,6 +361,19 @@ class _Sender:
         frees = self.limiter.frees_at(replace(window, limit=used))
         return datetime.fromtimestamp(frees, UTC) if frees else None
 
+    def take_place_now(self, held: Held) -> bool:
+        """A send reached after its moment: True when its reservation could move to now."""
+        if held.reservation is None:
+            return True
+        campaign = self.campaign(held.campaign_id)
+        windows = self.limits.windows(
+            account=self.account,
+            recipient_domain=held.domain,
+            campaign_id=campaign.id,
+            campaign_daily_cap=campaign.daily_cap,
+        )
+        return self.limiter.move(windows, held.reservation).allowed
+
     def release(self, claimed: _Claimed) -> None:
         """Gives back the limiter reservation of a message that never reached a server."""
         if claimed.reservation is None:
@@ -379,24 +386,6 @@ class _Sender:
             campaign_daily_cap=campaign.daily_cap,
         )
         self.limiter.release(windows, claimed.reservation)
-
-
-def _endpoint(settings: Settings, account: Account) -> SmtpEndpoint:
-    if settings.sandbox_smtp_url:
-        return endpoint_from_url(settings.sandbox_smtp_url)
-    password = None
-    if account.secret_encrypted is not None:
-        password = SecretBox(settings.credentials_key.get_secret_value()).decrypt(
-            account.secret_encrypted
-        )
-    return SmtpEndpoint(
-        host=account.host,
-        port=account.port,
-        security=Security(account.security),
-        username=account.username,
-        password=password,
-        timeout=settings.smtp_timeout_seconds,
-    )
 
 
 def _now() -> datetime:

@@ -13,8 +13,8 @@ from flask import current_app
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.services.limits import make_limiter
 from app.settings import Settings
-from rotator.limiter import Limiter
 from worker.jobs.reservations import release_reservations
 from worker.jobs.send_sql import HAND_BACK_QUEUED, RELEASE_HELD
 
@@ -35,7 +35,7 @@ def hand_back(session: Session, settings: Settings, account_id: int, ids: list[i
     rows = session.execute(
         HAND_BACK_QUEUED, {"ids": ids, "account_id": account_id, "now": datetime.now(UTC)}
     ).all()
-    limiter = Limiter(current_app.extensions["redis"])
+    limiter = make_limiter(current_app.extensions["redis"], settings)
     release_reservations(session, limiter, settings, rows)
     return len(rows)
 

@@ -55,6 +55,7 @@ HAND_BACK_QUEUED = text(
     )
     UPDATE recipients AS r
     SET status = 'pending', account_id = NULL, reservation = NULL, queued_at = NULL,
+        slot_at = NULL,
         claimed_by = NULL, updated_at = :now
     FROM held
     WHERE r.id = held.id AND r.status = 'queued'
@@ -70,6 +71,7 @@ MARK_HELD = text(
     """
     UPDATE recipients SET claimed_by = :holder
     WHERE id = ANY(:ids) AND status = 'queued' AND account_id = :account_id
+    RETURNING id, slot_at, reservation, domain, campaign_id
     """
 )
 

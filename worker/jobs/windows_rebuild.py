@@ -97,7 +97,7 @@ def rebuild_windows(
         # A cursor is planned for its first 10 % of rows (a merge join over two index
         # scans); all of them are read.
         session.execute(text("SET LOCAL cursor_tuple_fraction = 1"))
-        windows, sends = _map_sends(session, settings, now)
+        windows, sends = _map_sends(session, limiter, settings, now)
         members = limiter.restore_entries(windows, epoch=uuid.uuid4().hex)
     finally:
         if enabled:
@@ -107,14 +107,15 @@ def rebuild_windows(
 
 
 def _map_sends(
-    session: Session, settings: Settings, now: datetime
+    session: Session, limiter: Limiter, settings: Settings, now: datetime
 ) -> tuple[dict[WindowId, list[str]], int]:
     table = load_limits(session, settings)
     windows: dict[WindowId, list[str]] = {}
 
     def slots(found: list[Window]) -> Slots:
         return tuple(
-            (windows.setdefault((w.scope, w.key, w.seconds), []), w.seconds * _US) for w in found
+            (windows.setdefault((w.scope, w.key, w.seconds), []), limiter.span_us(w.seconds))
+            for w in found
         )
 
     accounts = {
