@@ -18,9 +18,9 @@ from app.crypto import SecretBox
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.models import Account, AccountStatus, Event, EventType, Recipient, RecipientStatus
 from app.services.clients import owner
+from app.services.limits import make_limiter
 from app.services.sends import sends_in_last_day
 from app.settings import Settings
-from app.services.limits import make_limiter
 from rotator.limiter import Scope, Window, WindowsLost
 from rotator.providers import ProviderPreset, UnknownProvider, get_preset
 

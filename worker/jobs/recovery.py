@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
 from app.services.clients import clients_of_campaigns
-from app.settings import Settings
 from app.services.limits import make_limiter
+from app.settings import Settings
 from rotator.limiter import Limiter
 from worker.jobs import alerts
 from worker.jobs.heartbeat import Liveness
