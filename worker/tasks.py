@@ -11,8 +11,10 @@ import logging
 from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
+from worker.jobs import daily_summary as daily_summary_job
 from worker.jobs import dispatch as dispatch_job
-from worker.jobs import recovery, send
+from worker.jobs import guard_sweep, recovery, send
+from worker.jobs import telegram as telegram_job
 from worker.jobs.send_release import database_retry
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,30 @@ def recover() -> None:
         log.warning("recovery.done", extra=result.log_fields())
 
 
-@shared_task(name="sendfleet.telegram", ignore_result=True)
-def telegram(text: str, chat_id: str | None = None) -> None:
-    from flask import current_app
+@shared_task(
+    name="sendfleet.telegram",
+    ignore_result=True,
+    bind=True,
+    time_limit=telegram_job.TASK_TIME_LIMIT_SECONDS,
+)
+def telegram(self: Task, text: str, chat_id: str | None = None) -> None:
+    # Retry timing and giving up are the domain's (worker.jobs.telegram); Celery only waits.
+    countdown = telegram_job.deliver_alert(text, chat_id, self.request.retries)
+    if countdown is not None:
+        raise self.retry(countdown=countdown, max_retries=None)
 
-    from worker.jobs.telegram import send_telegram
 
-    send_telegram(current_app.extensions["settings"], text, chat_id)
+@shared_task(name="sendfleet.guards", ignore_result=True)
+def guards() -> None:
+    result = guard_sweep.run_guards()
+    if result.any():
+        log.warning("guards.done", extra=result.log_fields())
+
+
+@shared_task(name="sendfleet.daily_summary", ignore_result=True)
+def daily_summary() -> None:
+    summaries = daily_summary_job.run_daily_summary()
+    log.info("daily_summary.sent", extra={"clients": len(summaries)})
 
 
 @shared_task(name="sendfleet.blacklist_check", ignore_result=True)

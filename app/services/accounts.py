@@ -33,7 +33,8 @@ NAME_CONSTRAINT = "uq_accounts_client_name"
 _SHOWN = (
     "id", "client_id", "name", "provider", "email", "sending_domain", "from_name", "host", "port",
     "security", "username", "daily_limit", "per_minute_limit", "warmup_day",
-    "warmup_held_at", "warmup_hold_reason", "tags", "status", "paused_reason",
+    "warmup_held_at", "warmup_hold_reason", "tags", "status", "paused_reason", "paused_by",
+    "pause_details",
     "paused_until", "consecutive_failures", "last_health_check_at", "last_health_ok",
     "last_health_error", "created_at", "updated_at",
 )  # fmt: skip
@@ -165,6 +166,8 @@ def pause_account(
             "status": AccountStatus.PAUSED.value,
             "paused_reason": reason,
             "paused_until": until,
+            "paused_by": "operator",
+            "pause_details": None,
         },
         refusal="resume it once its credentials are fixed",
     )
@@ -186,6 +189,8 @@ def resume_account(session: Session, account_id: int, *, client_id: int | None) 
             "status": AccountStatus.ACTIVE.value,
             "paused_reason": None,
             "paused_until": None,
+            "paused_by": None,
+            "pause_details": None,
             "consecutive_failures": 0,
         },
         refusal="it is already active",

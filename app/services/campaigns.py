@@ -37,7 +37,8 @@ EVENTS = {
 _SHOWN = (
     "id", "client_id", "name", "status", "subject", "body_text", "body_html", "from_name",
     "account_tags", "account_ids", "window", "daily_cap", "priority", "field_names",
-    "created_at", "updated_at", "started_at", "completed_at", "paused_reason",
+    "created_at", "updated_at", "started_at", "completed_at", "paused_reason", "paused_by",
+    "pause_details",
 )  # fmt: skip
 
 
@@ -165,6 +166,8 @@ def change_status(
     # A guard that paused the campaign says why; an operator's pause says so, and going
     # back to running clears the reason.
     values["paused_reason"] = "paused by an operator" if action == "pause" else None
+    values["paused_by"] = "operator" if action == "pause" else None
+    values["pause_details"] = None
     if action == "start":
         values["started_at"] = func.now()
         stmt = stmt.where(exists().where(Recipient.campaign_id == Campaign.id))

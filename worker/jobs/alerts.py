@@ -30,8 +30,12 @@ class _Audience:
     chat_id: str | None
 
 
-def notify(key: str, text: str, *, client_id: int | None = None) -> bool:
-    """Returns True when the alert goes out, False when deduplicated or undeliverable."""
+def notify(
+    key: str, text: str, *, client_id: int | None = None, dedup_seconds: int | None = None
+) -> bool:
+    """Returns True when the alert goes out, False when deduplicated or undeliverable.
+    `dedup_seconds` overrides ALERT_DEDUP_SECONDS for keys that must stay quiet longer
+    (once a day: a key naming the date, kept for a day or more)."""
     settings = current_app.extensions["settings"]
     redis = current_app.extensions["redis"]
     audience = _audience(client_id)
@@ -39,7 +43,8 @@ def notify(key: str, text: str, *, client_id: int | None = None) -> bool:
         text = f"[{audience.client_name}] {text}"
     log.warning("alert", extra={"alert_key": key, "alert_text": text, "client_id": client_id})
     try:
-        fresh = redis.set(f"sf:alert:{key}", "1", nx=True, ex=max(settings.alert_dedup_seconds, 1))
+        quiet = settings.alert_dedup_seconds if dedup_seconds is None else dedup_seconds
+        fresh = redis.set(f"sf:alert:{key}", "1", nx=True, ex=max(quiet, 1))
     except RedisError:
         log.exception("alert.dedup_failed", extra={"alert_key": key})
         return False

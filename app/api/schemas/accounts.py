@@ -128,6 +128,19 @@ class AccountSchema(ma.Schema):
     tags = fields.List(fields.String(), required=True)
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in AccountStatus]))
     paused_reason = fields.String(required=True, allow_none=True)
+    paused_by = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "who paused it: operator, guard, refusal, failures, sender_auth, "
+            "blacklist, health ...; null when active or paused before it was recorded"
+        },
+    )
+    pause_details = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the figures that decided an automatic pause (rates, codes)"},
+    )
     paused_until = fields.DateTime(required=True, allow_none=True)
     consecutive_failures = fields.Integer(required=True)
     cap_today = fields.Integer(

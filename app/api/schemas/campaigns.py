@@ -314,6 +314,16 @@ class CampaignSchema(ma.Schema):
     completed_at = fields.DateTime(required=True, allow_none=True)
     # Why it is paused: a guard's reason (content refusals ...) or "paused by an operator".
     paused_reason = fields.String(required=True, allow_none=True)
+    paused_by = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "who paused it: operator or guard"},
+    )
+    pause_details = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the figures that decided a guard's pause (rates, counts)"},
+    )
 
 
 class CampaignPageSchema(PageSchema):
