@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os.path
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -144,6 +146,30 @@ class Settings(BaseSettings):
     )
     warmup_start: int = Field(50, ge=1)
     warmup_step: int = Field(50, ge=0)
+    # The daily ramp (worker.jobs.warmup) runs at this hour in WARMUP_TIMEZONE and judges
+    # the local day before: an account advances only after a day under the bounce rate,
+    # with at least WARMUP_MIN_SENDS sends (0: idle days advance too), no blacklist
+    # listing, no authentication failure and its domain's SPF and DKIM passing.
+    warmup_hour: int = Field(6, ge=0, le=23)
+    warmup_timezone: str = "UTC"
+    warmup_max_bounce_percent: float = Field(5, gt=0, le=100)
+    warmup_min_sends: int = Field(1, ge=0)
+    # The daily DNS checks (blacklists, sender authentication) run before the ramp so that
+    # it judges fresh results; the daily summary after it. Hours in WARMUP_TIMEZONE.
+    daily_checks_hour: int = Field(5, ge=0, le=23)
+    daily_summary_hour: int = Field(8, ge=0, le=23)
+    # Health checks (worker.jobs.health): every account's SMTP login at this interval; an
+    # account whose pause ran out is checked within RESUME_CHECK_INTERVAL_SECONDS and
+    # returns only when it passes, else stays paused for another HEALTH_CHECK_INTERVAL.
+    health_check_interval_seconds: int = Field(1800, ge=60)
+    resume_check_interval_seconds: float = Field(60, gt=0, le=3600)
+    health_check_timeout_seconds: float = Field(20, gt=0, le=300)
+    health_check_concurrency: int = Field(10, ge=1, le=200)
+    health_check_test_send: bool = False  # also send a short message to the account itself
+    health_history_days: int = Field(30, ge=1)
+    # Two beat processes by mistake: the one holding this Redis lock schedules; the other
+    # waits and takes over when the lock's holder stops renewing it for this long.
+    beat_lock_timeout_seconds: int = Field(60, ge=2, le=3600)
     failures_before_pause: int = Field(3, ge=1)
     failure_pause_seconds: int = Field(86400, ge=60)
     policy_pause_seconds: int = Field(86400, ge=60)
@@ -189,6 +215,9 @@ class Settings(BaseSettings):
     unsubscribe_mailbox: str | None = None
 
     smtp_timeout_seconds: float = Field(30, gt=0, le=600)
+    # Certificates to trust for SMTP TLS besides the system's (a PEM bundle): an own relay
+    # or a test server with a private CA or a self-signed certificate.
+    smtp_ca_file: str | None = None
     smtp_idle_seconds: float = Field(60, gt=0)
 
     # Uploads over HTTP only (the CLI reads local files, bounded by rows): 1,000,000 rows of
@@ -306,6 +335,26 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty: every message carries the postal address")
         return value.strip()
+
+    @field_validator("warmup_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name like Europe/Berlin)"
+            ) from None
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not os.path.isfile(value):
+            raise ValueError(f"no such file: {value}")
+        return value
 
     @field_validator("unsubscribe_mailbox")
     @classmethod

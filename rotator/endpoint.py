@@ -18,6 +18,8 @@ class SmtpEndpoint:
     timeout: float = 30.0
     local_hostname: str | None = None
     verify_tls: bool = True
+    # A PEM bundle trusted besides the system's certificates (SMTP_CA_FILE).
+    ca_file: str | None = None
 
     def __repr__(self) -> str:  # never print the password
         return (

@@ -53,13 +53,19 @@ def _default_local_hostname() -> str:
     return socket.getfqdn() or "localhost"
 
 
-@lru_cache(maxsize=2)
-def _tls_context(verify: bool) -> ssl.SSLContext:
+@lru_cache(maxsize=8)
+def _tls_context(verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def tls_context(endpoint: SmtpEndpoint) -> ssl.SSLContext:
+    return _tls_context(endpoint.verify_tls, endpoint.ca_file)
 
 
 def open_session(endpoint: SmtpEndpoint, progress: Progress) -> smtplib.SMTP:
@@ -75,7 +81,7 @@ def open_session(endpoint: SmtpEndpoint, progress: Progress) -> smtplib.SMTP:
                 endpoint.port,
                 local_hostname=local,
                 timeout=endpoint.timeout,
-                context=_tls_context(endpoint.verify_tls),
+                context=tls_context(endpoint),
             )
         else:
             smtp = smtplib.SMTP(
@@ -97,7 +103,7 @@ def open_session(endpoint: SmtpEndpoint, progress: Progress) -> smtplib.SMTP:
             progress.stage = Stage.TLS
             if not smtp.has_extn("starttls"):
                 raise Failed(SmtpReply.from_error("tls_failed", "server does not offer STARTTLS"))
-            expect(smtp, 220, lambda: smtp.starttls(context=_tls_context(endpoint.verify_tls)))
+            expect(smtp, 220, lambda: smtp.starttls(context=tls_context(endpoint)))
             progress.stage = Stage.EHLO
             expect(smtp, 250, lambda: smtp.ehlo())
         if endpoint.username:

@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from app.api.auth import CLIENT_HEADER, create_key
 from app.db import unit_of_work
 from app.extensions import db
+from app.models import BlacklistCheck, SenderAuthCheck
 from rotator.limiter import Limiter, Scope, Window
 from tests.conftest import ApiClient
 
@@ -179,6 +180,8 @@ CALLS: list[Call] = [
     Call("POST", ACCOUNT_PAUSE, "/accounts/{account}/pause", {"reason": "isolation"}),
     Call("POST", ACCOUNT_RESUME, "/accounts/{paused_account}/resume"),
     Call("DELETE", ACCOUNT, "/accounts/{account}", admin_as_b=204),
+    Call("GET", f"{ACCOUNT}/warmup", "/accounts/{account}/warmup"),
+    Call("POST", f"{ACCOUNT}/check", "/accounts/{account}/check"),
     # A campaign may only send through its own client's accounts.
     Call("POST", f"{API}/campaigns", "/campaigns", NEW_CAMPAIGN, 422, admin_own=422,
          admin_as_b=201),
@@ -231,6 +234,20 @@ LISTINGS: list[Listing] = [
     Listing(f"{API}/limits", _limits_seen, ("account", "client", "domain")),
     Listing(f"{API}/clients", _items("client"), ("client",), admin_sees_all=True),
     Listing(f"{CLIENT}/stats", _stats_seen, ("account", "client"), path="/clients/{own}/stats"),
+    # Targets and domains are global; a key sees those of its client's accounts, an admin
+    # key every one.
+    Listing(
+        f"{API}/blacklist",
+        _items("sending_domain", "target"),
+        ("sending_domain",),
+        admin_sees_all=True,
+    ),
+    Listing(
+        f"{API}/domains",
+        _items("sending_domain", "domain"),
+        ("sending_domain",),
+        admin_sees_all=True,
+    ),
 ]
 
 # fmt: off
@@ -310,6 +327,11 @@ def world(app: Flask, client: FlaskClient, factory: Any) -> World:
     factory.suppress("bounced@people.example", "bounced")
     for owner in (A, b):
         factory.suppress(SHARED, "unsubscribed", client_id=owner)
+    for domain in ("alpha.example", "bravo.example"):  # one DNS check of each
+        db.session.add(BlacklistCheck(target=domain, target_kind="domain", listed=False))
+        db.session.add(SenderAuthCheck(domain=domain, spf="pass", dkim="pass", dmarc="pass",
+                                       mx="pass"))  # fmt: skip
+    db.session.commit()
     db.session.remove()  # the factories' session holds nothing open during the requests
 
     keys = {
@@ -360,6 +382,7 @@ def world(app: Flask, client: FlaskClient, factory: Any) -> World:
         ("domain", "alpha.example"),
         ("domain", "alpha-people.example"),
         ("client", str(A)),
+        ("sending_domain", "alpha.example"),
     }
     b_markers = {
         ("account", str(b_account)),
@@ -369,6 +392,7 @@ def world(app: Flask, client: FlaskClient, factory: Any) -> World:
         ("domain", "bravo.example"),
         ("domain", "bravo-people.example"),
         ("client", str(b)),
+        ("sending_domain", "bravo.example"),
     }
     return World(keys, values, a_markers, b_markers)
 

@@ -104,20 +104,15 @@ def test_unknown_rows_raise_one_alert_per_campaign(app, factory, settings, redis
     assert redis_client.exists(f"sf:alert:unknown:{campaign.id}")
 
 
-def test_accounts_whose_pause_is_over_return_to_rotation(app, factory):
+def test_recovery_leaves_accounts_whose_pause_is_over_to_the_health_check(app, factory):
+    # They return only when their SMTP check passes (tests/test_health_resume.py).
     over = factory.create_account(
         status="paused",
         paused_until=datetime.now(UTC) - timedelta(minutes=1),
         paused_reason="3 consecutive failures",
         consecutive_failures=3,
     )
-    still = factory.create_account(
-        status="paused", paused_until=datetime.now(UTC) + timedelta(hours=1)
-    )
-    by_hand = factory.create_account(status="paused", paused_until=None)
-    assert _recover(app).resumed_accounts == [over.id]
+    _recover(app)
     db.session.expire_all()
-    assert db.session.get(Account, over.id).status == "active"
-    assert db.session.get(Account, over.id).consecutive_failures == 0
-    assert db.session.get(Account, still.id).status == "paused"
-    assert db.session.get(Account, by_hand.id).status == "paused"
+    assert db.session.get(Account, over.id).status == "paused"
+    assert db.session.get(Account, over.id).consecutive_failures == 3

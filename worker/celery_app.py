@@ -44,6 +44,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": DISPATCH_QUEUE,
         "task_routes": {"sendfleet.send_batch": {"queue": SEND_QUEUE}},
         "beat_schedule": beat_schedule(settings),
+        # celery-redbeat (worker/beat.py): schedule and lock in Redis, one scheduler at a time.
+        "beat_scheduler": "worker.beat:SendfleetScheduler",
+        "redbeat_redis_url": settings.celery_broker_url or settings.redis_url,
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": "sf:beat:",
+        "redbeat_lock_timeout": settings.beat_lock_timeout_seconds,
+        # The lock is renewed every tick: a tick must come well before it expires.
+        "beat_max_loop_interval": max(1, min(30, settings.beat_lock_timeout_seconds // 4)),
         "broker_transport_options": {"visibility_timeout": settings.send_lease_seconds * 4},
     }
 

@@ -52,6 +52,29 @@ def recover() -> None:
         log.warning("recovery.done", extra=result.log_fields())
 
 
+@shared_task(name="sendfleet.health_checks", ignore_result=True)
+def health_checks() -> None:
+    from worker.jobs.health import run_health_checks
+
+    log.info("health.checked", extra=run_health_checks().log_fields())
+
+
+@shared_task(name="sendfleet.resume_checks", ignore_result=True)
+def resume_checks() -> None:
+    from worker.jobs.health import run_resume_checks
+
+    result = run_resume_checks()
+    if result.checked:
+        log.info("health.resume_checked", extra=result.log_fields())
+
+
+@shared_task(name="sendfleet.warmup_ramp", ignore_result=True)
+def warmup_ramp() -> None:
+    from worker.jobs.warmup import run_warmup_ramp
+
+    log.info("warmup.ramp", extra=run_warmup_ramp().log_fields())
+
+
 @shared_task(
     name="sendfleet.telegram",
     ignore_result=True,

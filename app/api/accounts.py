@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, g
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
 from app.api import require_json_body
 from app.api.errors import error_responses
@@ -16,9 +18,12 @@ from app.api.schemas.accounts import (
     AccountUpdateSchema,
     PauseSchema,
 )
+from app.api.schemas.warmup import HealthCheckResultSchema, WarmupSchema
 from app.db import unit_of_work
+from app.errors import NotFound
 from app.models import Account
-from app.services import accounts
+from app.services import accounts, warmup
+from app.services.health_checks import account_endpoint, probe_account, record_check
 
 blp = Blueprint("accounts", __name__, description="Sender accounts and their pool state")
 blp.before_request(require_json_body)
@@ -113,3 +118,50 @@ def resume_account(account_id: int) -> dict[str, Any]:
     with unit_of_work() as session:
         account = accounts.resume_account(session, account_id, client_id=g.client_id)
     return _state(account)[0]
+
+
+@blp.route(f"/{ID}/warmup")
+@blp.response(200, WarmupSchema)
+@error_responses(blp, 401, 404)
+def get_warmup(account_id: int) -> dict[str, Any]:
+    """The warm-up ramp day by day: the cap, what was sent and bounced, advanced or held
+    and why; with today's cap."""
+    with unit_of_work() as session:
+        account = accounts.get_account(session, account_id, client_id=g.client_id)
+        return warmup.ramp_history(session, account, current_app.extensions["settings"])
+
+
+@blp.route(f"/{ID}/check", methods=["POST"])
+@blp.response(200, HealthCheckResultSchema)
+@error_responses(blp, 401, 404)
+def check_account(account_id: int) -> dict[str, Any]:
+    """Run the SMTP health check now (connect, EHLO, STARTTLS, AUTH, NOOP, QUIT) and store
+    it. A paused account whose pause has run out returns to rotation when it passes."""
+    settings = current_app.extensions["settings"]
+    with unit_of_work() as session:
+        account = accounts.get_account(session, account_id, client_id=g.client_id)
+        endpoint, email, client_id = (
+            account_endpoint(settings, account),
+            account.email,
+            account.client_id,
+        )
+    # No transaction is open while the server answers (up to HEALTH_CHECK_TIMEOUT per step).
+    result = probe_account(settings, endpoint, email)
+    now = datetime.now(UTC)
+    with unit_of_work() as session:
+        outcome = record_check(session, settings, account_id, result, now=now)
+        status = session.scalar(select(Account.status).where(Account.id == account_id))
+    if status is None:
+        raise NotFound(f"no account with id {account_id}")  # deleted while it was checked
+    return {
+        "account_id": account_id,
+        "client_id": client_id,
+        "ok": result.ok,
+        "stage": result.stage,
+        "error": result.error,
+        "transcript": result.transcript,
+        "duration_ms": result.duration_ms,
+        "checked_at": now,
+        "resumed": outcome.resumed,
+        "status": status,
+    }

@@ -13,6 +13,7 @@ from app.models.limits import SCOPES, LimitOverride
 from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
 from app.models.sender_auth import AuthVerdict, SenderAuthCheck
 from app.models.suppressions import Suppression, SuppressionKind, SuppressionReason
+from app.models.warmup import HealthCheck, RampOutcome, WarmupDay
 
 __all__ = [
     "DUE_STATUSES",
@@ -34,7 +35,9 @@ __all__ = [
     "DomainBackoff",
     "Event",
     "EventType",
+    "HealthCheck",
     "LimitOverride",
+    "RampOutcome",
     "Recipient",
     "RecipientStatus",
     "SenderAuthCheck",
@@ -44,4 +47,5 @@ __all__ = [
     "User",
     "UserClient",
     "UserRole",
+    "WarmupDay",
 ]

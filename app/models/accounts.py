@@ -51,6 +51,9 @@ class Account(Base):
     per_minute_limit: Mapped[int | None] = mapped_column(Integer)
     warmup_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     warmup_day: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    # The account's own ramp (NULL: WARMUP_START / WARMUP_STEP).
+    warmup_start: Mapped[int | None] = mapped_column(Integer)
+    warmup_step: Mapped[int | None] = mapped_column(Integer)
     warmup_held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     warmup_hold_reason: Mapped[str | None] = mapped_column(Text)
 
@@ -76,8 +79,14 @@ class Account(Base):
     updated_at: Mapped[datetime] = updated_at_column()
 
     def cap_today(self, warmup_start: int, warmup_step: int) -> int:
-        """The daily cap in force today: the provider/account cap, or less while warming up."""
+        """The daily cap in force today: the provider/account cap, or less while warming up.
+        The arguments are the settings' ramp; the account's own start and step win. Every
+        caller (limiter windows, the API, the ramp) goes through app.services.warmup.cap_today."""
         if not self.warmup_enabled:
             return self.daily_limit
-        ramp = warmup_start + warmup_step * max(self.warmup_day - 1, 0)
-        return min(self.daily_limit, ramp)
+        return self.cap_on_day(self.warmup_day, warmup_start, warmup_step)
+
+    def cap_on_day(self, day: int, warmup_start: int, warmup_step: int) -> int:
+        start = warmup_start if self.warmup_start is None else self.warmup_start
+        step = warmup_step if self.warmup_step is None else self.warmup_step
+        return min(self.daily_limit, start + step * max(day - 1, 0))

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.crypto import SecretBox
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.models import Account, AccountStatus, Event, EventType, Recipient, RecipientStatus
+from app.services import warmup
 from app.services.clients import owner
 from app.services.limits import make_limiter
 from app.services.sends import sends_in_last_day
@@ -32,7 +33,8 @@ NAME_CONSTRAINT = "uq_accounts_client_name"
 # Columns shown as they are stored; the secret never is.
 _SHOWN = (
     "id", "client_id", "name", "provider", "email", "sending_domain", "from_name", "host", "port",
-    "security", "username", "daily_limit", "per_minute_limit", "warmup_day",
+    "security", "username", "daily_limit", "per_minute_limit", "warmup_day", "warmup_start",
+    "warmup_step",
     "warmup_held_at", "warmup_hold_reason", "tags", "status", "paused_reason", "paused_by",
     "pause_details",
     "paused_until", "consecutive_failures", "last_health_check_at", "last_health_ok",
@@ -60,6 +62,8 @@ def create_account(
         per_minute_limit=data.get("per_minute_limit"),
         warmup_enabled=data["warmup"],
         warmup_day=1,
+        warmup_start=data.get("warmup_start"),
+        warmup_step=data.get("warmup_step"),
         tags=data.get("tags", []),
         status=AccountStatus.ACTIVE.value,
         consecutive_failures=0,
@@ -87,7 +91,7 @@ def update_account(
     """`data` as AccountUpdateSchema loads it: only the fields given change."""
     account = get_account(session, account_id, client_id=client_id, for_update=True)
     for key in ("name", "from_name", "host", "port", "security", "username", "daily_limit",
-                "per_minute_limit", "tags"):  # fmt: skip
+                "per_minute_limit", "tags", "warmup_start", "warmup_step"):  # fmt: skip
         if key in data:
             setattr(account, key, data[key])
     if "email" in data:
@@ -207,7 +211,7 @@ def with_pool_state(
     """Each account as a dict with `cap_today` and `sent_today`: the limiter's day window
     (one Redis round trip for them all), or, when Redis is down or has lost its windows,
     the same count from the database (app.services.sends), so the figure survives Redis."""
-    caps = [a.cap_today(settings.warmup_start, settings.warmup_step) for a in accounts]
+    caps = [warmup.cap_today(a, settings) for a in accounts]
     windows = [
         Window(Scope.ACCOUNT, str(a.id), DAY_SECONDS, cap)
         for a, cap in zip(accounts, caps, strict=True)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Account, LimitOverride
+from app.services import warmup
 from app.settings import Settings
 from rotator.limiter import Limiter, Scope, Window
 
@@ -52,7 +53,7 @@ class LimitTable:
         return _merge(default, self._override(Scope.CLIENT, str(client_id), client_id))
 
     def account(self, account: Account) -> Limit:
-        cap_today = account.cap_today(self.settings.warmup_start, self.settings.warmup_step)
+        cap_today = warmup.cap_today(account, self.settings)
         per_minute = account.per_minute_limit or self.settings.limit_account_per_minute
         override = self._override(Scope.ACCOUNT, str(account.id), account.client_id)
         merged = _merge(Limit(per_minute, cap_today), override)
@@ -182,5 +183,5 @@ def load_limits(session: Session, settings: Settings) -> LimitTable:
 
 
 def account_day_window(account: Account, settings: Settings) -> Window:
-    cap = account.cap_today(settings.warmup_start, settings.warmup_step)
+    cap = warmup.cap_today(account, settings)
     return Window(Scope.ACCOUNT, str(account.id), DAY, cap)

@@ -13,8 +13,8 @@ process holding it (`claimed_by`) and every such process keeps a heartbeat
    than SEND_LEASE_SECONDS raises an alert instead. Rows with no holder (written by a version
    before holders were recorded) fall back to SEND_LEASE_SECONDS. `unknown` rows are never
    resent automatically: a lost outcome must not become a duplicate.
-3. Accounts whose timed pause is over go back to active. (Until the health-check job lands,
-   expiry alone decides; that job will gate it on a passing SMTP check.)
+Accounts whose timed pause is over are not recovery's: they return to rotation only when
+their SMTP health check passes (worker.jobs.health, every RESUME_CHECK_INTERVAL_SECONDS).
 
 With the defaults (heartbeat every 5 s, TTL 15 s, a pass every 15 s, a missing heartbeat
 confirmed on a second pass) a dead holder's rows are recovered 30 to 45 s after its death.
@@ -119,42 +119,21 @@ OVERDUE = text(
     """
 )
 
-RESUME_EXPIRED = text(
-    """
-    WITH resumed AS (
-        UPDATE accounts
-        SET status = 'active', paused_until = NULL, paused_reason = NULL,
-            consecutive_failures = 0, updated_at = :now
-        WHERE status = 'paused' AND paused_until IS NOT NULL AND paused_until <= :now
-        RETURNING id
-    ), logged AS (
-        INSERT INTO events (type, account_id, data)
-        SELECT 'account_resumed', id, '{"reason": "pause over"}'::jsonb FROM resumed
-    )
-    SELECT id FROM resumed
-    """
-)
-
-
 @dataclass
 class RecoveryResult:
     requeued: int = 0
     unknown: dict[int, int] = field(default_factory=dict)  # campaign id -> rows
-    resumed_accounts: list[int] = field(default_factory=list)
     dead_holders: list[str] = field(default_factory=list)
     overdue: int = 0  # sending rows of live holders older than the lease (left alone)
     broker_lost: bool = False  # Redis, the broker, lost its data: unstarted tasks are gone
 
     def any(self) -> bool:
-        return any(
-            (self.requeued, self.unknown, self.resumed_accounts, self.dead_holders, self.overdue)
-        )
+        return any((self.requeued, self.unknown, self.dead_holders, self.overdue))
 
     def log_fields(self) -> dict[str, Any]:
         return {
             "requeued": self.requeued,
             "unknown": sum(self.unknown.values()),
-            "resumed_accounts": self.resumed_accounts,
             "dead_holders": self.dead_holders,
             "overdue": self.overdue,
             "broker_lost": self.broker_lost,
@@ -213,7 +192,6 @@ def recover(
     lost = session.execute(MARK_UNKNOWN, {"now": now, "cutoff": lease_cutoff, "dead": dead}).all()
     result.unknown = dict(Counter(row.campaign_id for row in lost))
     result.overdue = session.execute(OVERDUE, {"cutoff": lease_cutoff, "dead": dead}).scalar_one()
-    result.resumed_accounts = list(session.execute(RESUME_EXPIRED, {"now": now}).scalars())
     return result
 
 

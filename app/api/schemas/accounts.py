@@ -59,6 +59,16 @@ class AccountFieldsSchema(ma.Schema):
     warmup = StrictBoolean(
         metadata={"description": "start at the warm-up ramp (default) or at the full daily limit"}
     )
+    warmup_start = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(1, INT4_MAX),
+        metadata={"description": "the ramp's first-day cap; null: WARMUP_START"},
+    )
+    warmup_step = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(0, INT4_MAX),
+        metadata={"description": "what each healthy day adds to the cap; null: WARMUP_STEP"},
+    )
     tags = fields.List(
         Text(single_line=True, strip=True, validate=validate.Length(1, 100)),
         validate=validate.Length(max=100),
@@ -123,6 +133,12 @@ class AccountSchema(ma.Schema):
     per_minute_limit = fields.Integer(required=True, allow_none=True)
     warmup = fields.Boolean(required=True)
     warmup_day = fields.Integer(required=True)
+    warmup_start = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: WARMUP_START"}
+    )
+    warmup_step = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "null: WARMUP_STEP"}
+    )
     warmup_held_at = fields.DateTime(required=True, allow_none=True)
     warmup_hold_reason = fields.String(required=True, allow_none=True)
     tags = fields.List(fields.String(), required=True)
