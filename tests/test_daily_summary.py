@@ -68,7 +68,7 @@ def two_clients(factory):
 
 
 def test_counts_per_account_and_campaign_over_the_last_day(app, two_clients):
-    acme, beta, (a1, a2, b1), (spring, autumn, launch) = two_clients
+    acme, beta, (a1, a2, _), (spring, autumn, _) = two_clients
     with app.app_context():
         summaries = daily_summary.summarise(
             db.session, app.extensions["settings"], datetime.now(UTC)
@@ -90,7 +90,7 @@ def test_counts_per_account_and_campaign_over_the_last_day(app, two_clients):
 
 def test_an_active_account_bouncing_too_much_or_failing_health_is_in_trouble(app, factory):
     bouncy = factory.create_account(name="bouncy")
-    sick = factory.create_account(
+    factory.create_account(
         name="sick", last_health_ok=False, last_health_error="535 bad credentials"
     )
     campaign = factory.create_campaign(status="running")

@@ -79,9 +79,7 @@ def test_the_task_pauses_a_campaign_whose_outcomes_no_inline_check_judged(
     assert [text for text, _ in telegram_tasks if f"Campaign {campaign.id}" in text]
 
 
-def test_the_task_pauses_an_account_and_a_domain_from_recent_refusals(
-    app, factory, telegram_tasks
-):
+def test_the_task_pauses_an_account_and_a_domain_from_recent_refusals(app, factory, telegram_tasks):
     alone = factory.create_account()
     pair = [
         factory.create_account(email=f"s{i}@pair.example", sending_domain="pair.example")

@@ -112,9 +112,7 @@ def test_exactly_10_percent_is_not_over_the_threshold(app, factory, notified):
     assert _check_campaign(app, campaign.id).rate == "bounce"
 
 
-def test_a_campaign_over_10_percent_failures_is_paused_by_the_failure_guard(
-    app, factory, notified
-):
+def test_a_campaign_over_10_percent_failures_is_paused_by_the_failure_guard(app, factory, notified):
     account = factory.create_account()
     campaign = _campaign(factory)
     _outcomes(campaign, account, sent=25, failed=5)
@@ -207,9 +205,7 @@ def test_an_account_over_the_failure_rate_is_paused(app, factory, notified):
     assert _check_account(app, account.id).rate == "failure"
 
 
-def test_a_campaign_the_guard_paused_does_not_count_against_its_accounts(
-    app, factory, notified
-):
+def test_a_campaign_the_guard_paused_does_not_count_against_its_accounts(app, factory, notified):
     account = factory.create_account()
     bad = _campaign(factory)
     _outcomes(bad, account, sent=14, bounced=7)
