@@ -13,6 +13,10 @@
 #   --env-file PATH        the env file whose DATABASE_URL the app services read
 #   --database-url URL     the new DATABASE_URL as a whole (default: the old one with its
 #                          host:port replaced by --replica)
+#   --address-var NAME     the env file names the database host in NAME, from which the
+#                          compose file builds DATABASE_URL (compose/worker.yml: NODE1_ADDR):
+#                          set NAME to the replica's host instead; the login is libpq's
+#                          (PGUSER, PGPASSWORD or ~/.pgpass; PGDATABASE) or FAILOVER_ADMIN_URL
 #   --repoint-only         the target must already be a primary; no promotion
 #   --force                promote even though the old primary still answers (it is fenced
 #                          some other way, e.g. its clients are cut off)
@@ -43,12 +47,13 @@ usage() {
   exit "${1:-0}"
 }
 
-replica="" env_file="" new_url="" repoint_only=0 force=0 dry_run=0
+replica="" env_file="" new_url="" address_var="" repoint_only=0 force=0 dry_run=0
 while (($#)); do
   case "$1" in
     --replica) replica="${2:?--replica needs HOST[:PORT]}"; shift 2 ;;
     --env-file) env_file="${2:?--env-file needs a path}"; shift 2 ;;
     --database-url) new_url="${2:?--database-url needs a URL}"; shift 2 ;;
+    --address-var) address_var="${2:?--address-var needs a variable name}"; shift 2 ;;
     --repoint-only) repoint_only=1; shift ;;
     --force) force=1; shift ;;
     --dry-run) dry_run=1; shift ;;
@@ -67,15 +72,36 @@ libpq_url() { sed -E 's#^postgres(ql)?(\+[a-z0-9_]+)?://#postgresql://#' <<<"$1"
 # A one-value query; empty output and a non-zero status when the server does not answer.
 query() { psql "$(libpq_url "$1")" -X -q -At -v ON_ERROR_STOP=1 -c "$2" 2>&1; }
 
-old_url=$(sed -n -E 's/^[[:space:]]*(export[[:space:]]+)?DATABASE_URL=//p' "${env_file}" | tail -n 1)
-old_url="${old_url%\"}" old_url="${old_url#\"}" old_url="${old_url%\'}" old_url="${old_url#\'}"
-if [[ -z "${new_url}" ]]; then
-  [[ -n "${old_url}" ]] || die "${env_file} has no DATABASE_URL to derive the new one from; pass --database-url"
-  [[ "${replica}" == *:* ]] || replica="${replica}:5432"
-  # scheme://[user[:password]@]host[:port][/db?params]: only host[:port] changes.
-  [[ "${old_url}" =~ ^([^:/]+://)([^@/]*@)?([^/?]*)(.*)$ ]] ||
-    die "cannot read DATABASE_URL in ${env_file} as scheme://user:password@host:port/db"
-  new_url="${BASH_REMATCH[1]}${BASH_REMATCH[2]}${replica}${BASH_REMATCH[4]}"
+# The last NAME=value line of the env file, unquoted.
+env_value() {
+  local value
+  value=$(sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?$1=//p" "${env_file}" | tail -n 1)
+  value="${value%\"}" value="${value#\"}" value="${value%\'}" value="${value#\'}"
+  echo "${value}"
+}
+# URL with its host[:port] replaced: scheme://[user[:password]@]host[:port][/db?params].
+with_host() {
+  [[ "$1" =~ ^([^:/]+://)([^@/]*@)?([^/?]*)(.*)$ ]] ||
+    die "cannot read $(masked "$1") as scheme://user:password@host:port/db"
+  echo "${BASH_REMATCH[1]}${BASH_REMATCH[2]}$2${BASH_REMATCH[4]}"
+}
+
+[[ -z "${replica}" || "${replica}" == *:* ]] || replica="${replica}:5432"
+if [[ -n "${address_var}" ]]; then
+  [[ "${address_var}" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--address-var: ${address_var} is not a variable name"
+  [[ -n "${replica}" ]] || die "--address-var needs --replica HOST[:PORT]"
+  set_var="${address_var}" set_value="${replica%:*}"
+  new_url="postgresql://${replica}/${PGDATABASE:-postgres}"
+  old_host=$(env_value "${address_var}")
+  old_url=""
+  [[ -z "${old_host}" ]] || old_url="postgresql://${old_host}:${replica##*:}/${PGDATABASE:-postgres}"
+else
+  old_url=$(env_value DATABASE_URL)
+  if [[ -z "${new_url}" ]]; then
+    [[ -n "${old_url}" ]] || die "${env_file} has no DATABASE_URL to derive the new one from; pass --database-url"
+    new_url=$(with_host "${old_url}" "${replica}")
+  fi
+  set_var="DATABASE_URL" set_value="${new_url}"
 fi
 admin_url="${FAILOVER_ADMIN_URL:-${new_url}}"
 target=$(masked "${new_url}")
@@ -113,7 +139,7 @@ restart=("${compose[@]}" up -d --force-recreate --no-deps "${services[@]}")
 if ((dry_run)); then
   say "dry run, nothing changed. The plan:"
   ((repoint_only)) || say "  1. promote ${target} (pg_promote) and wait up to ${TIMEOUT}s until it accepts writes"
-  say "  2. set DATABASE_URL=${target} in ${env_file} (the old file kept beside it)"
+  say "  2. set ${set_var}=$(masked "${set_value}") in ${env_file} (the old file kept beside it)"
   say "  3. run: ${restart[*]}"
   [[ -z "${FAILOVER_HEALTH_URL:-}" ]] || say "  4. wait until ${FAILOVER_HEALTH_URL} answers"
   exit 0
@@ -140,19 +166,20 @@ cp -p "${env_file}" "${backup}"
 # Written beside the original and moved over it: the app never reads half a file.
 tmp=$(mktemp "${env_file}.XXXXXX")
 trap 'rm -f "${tmp}"' EXIT
-NEW_URL="${new_url}" awk '
-  /^[[:space:]]*(export[[:space:]]+)?DATABASE_URL=/ { if (!done) print "DATABASE_URL=" ENVIRON["NEW_URL"]; done = 1; next }
+SET_VAR="${set_var}" SET_VALUE="${set_value}" awk '
+  BEGIN { line = ENVIRON["SET_VAR"] "=" ENVIRON["SET_VALUE"]; pattern = "^[[:space:]]*(export[[:space:]]+)?" ENVIRON["SET_VAR"] "=" }
+  $0 ~ pattern { if (!done) print line; done = 1; next }
   { print }
-  END { if (!done) print "DATABASE_URL=" ENVIRON["NEW_URL"] }
+  END { if (!done) print line }
 ' "${env_file}" >"${tmp}"
 chmod --reference="${env_file}" "${tmp}"
 chown --reference="${env_file}" "${tmp}" 2>/dev/null || true
 mv "${tmp}" "${env_file}"
 trap - EXIT
-say "DATABASE_URL in ${env_file} now ${target} (previous file: ${backup})"
+say "${set_var} in ${env_file} now $(masked "${set_value}") (previous file: ${backup})"
 
 say "recreating ${services[*]}: ${restart[*]}"
-"${restart[@]}" || die "the restart failed; DATABASE_URL already points at ${target}; rerun: ${restart[*]}"
+"${restart[@]}" || die "the restart failed; ${set_var} already points at ${target}; rerun: ${restart[*]}"
 
 if [[ -n "${FAILOVER_HEALTH_URL:-}" ]]; then
   deadline=$((SECONDS + TIMEOUT))

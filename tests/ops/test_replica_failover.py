@@ -216,6 +216,19 @@ def test_failover_refuses_a_target_that_is_not_a_replica(pair: Pair, tmp_path: P
     assert not (pair.workdir / "api.pid").exists()
 
 
+def test_repoint_only_refuses_a_replica(pair: Pair, tmp_path: Path) -> None:
+    env_file = tmp_path / "node.env"
+    _write_env_file(env_file, pair.env)
+    before = env_file.read_text()
+
+    done = _failover(
+        pair, env_file, "--replica", f"127.0.0.1:{pair.replica.port}", "--repoint-only"
+    )
+
+    assert done.returncode == 1 and "is still a replica" in done.stderr
+    assert env_file.read_text() == before
+
+
 def test_failover_refuses_while_the_old_primary_still_answers(pair: Pair, tmp_path: Path) -> None:
     env_file = tmp_path / "node.env"
     _write_env_file(env_file, pair.env)
@@ -305,3 +318,24 @@ def test_failover_promotes_the_replica_and_the_api_serves_and_writes_there(pair:
 
     again = _failover(pair, env_file, "--replica", f"127.0.0.1:{pair.replica.port}")
     assert again.returncode == 1 and "is not a replica" in again.stderr
+
+
+def test_repoint_only_sets_the_address_variable_another_node_builds_its_url_from(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """compose/worker.yml builds DATABASE_URL from NODE1_ADDR; after the promotion node 3's
+    env file gets the replica's host there. Runs after the promotion above."""
+    env_file = tmp_path / "worker.env"
+    env_file.write_text("POSTGRES_PASSWORD=pw\nNODE1_ADDR=10.20.0.1\nREDIS_URL=redis://x\n")
+
+    done = _failover(
+        pair, env_file, "--replica", f"127.0.0.1:{pair.replica.port}", "--repoint-only",
+        "--address-var", "NODE1_ADDR",
+        COMPOSE_CMD="true", PGUSER="postgres", PGPASSWORD=SUPERUSER_PASSWORD,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "repointing only" in done.stdout and "promoting" not in done.stdout
+    assert env_file.read_text().splitlines() == [
+        "POSTGRES_PASSWORD=pw", "NODE1_ADDR=127.0.0.1", "REDIS_URL=redis://x"
+    ]  # fmt: skip
