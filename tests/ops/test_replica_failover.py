@@ -65,13 +65,22 @@ def _wait_for(check: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s: {what}")
 
 
-def _configured(workdir: Path) -> str:
-    """The deployment's primary.conf and pg_hba.conf, copied where the `postgres` user reads
-    them; the server options that use them (the paths the containers mount differ)."""
-    for name in ("primary.conf", "pg_hba.conf"):
-        shutil.copy(OPS / "postgres" / name, workdir / name)
-        (workdir / name).chmod(0o644)
-    return f"-c config_file={workdir / 'primary.conf'} -c hba_file={workdir / 'pg_hba.conf'}"
+def _owned_copy(pg: PrivatePostgres, name: str) -> str:
+    """ops/postgres/NAME copied into the cluster's own dir, where the `postgres` user reads
+    it wherever the checkout is (a CI clone under root's home is not readable to it)."""
+    copy = pg.root / name
+    shutil.copy(OPS / "postgres" / name, copy)
+    copy.chmod(0o644)
+    return str(copy)
+
+
+def _configured(pg: PrivatePostgres) -> str:
+    """The server options that use the deployment's primary.conf and pg_hba.conf (at the
+    paths the containers mount them, the same files)."""
+    return (
+        f"-c config_file={_owned_copy(pg, 'primary.conf')} "
+        f"-c hba_file={_owned_copy(pg, 'pg_hba.conf')}"
+    )
 
 
 def _script_env(pg: PrivatePostgres, **values: str) -> list[str]:
@@ -132,11 +141,11 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                     primary, PGHOST=str(primary.root), PGPORT=str(primary.port),
                     REPLICATION_USER=REPLICATION_USER, REPLICATION_PASSWORD=REPLICATION_PASSWORD,
                 ),
-                "bash", str(OPS / "postgres/init-replication-user.sh"),
+                "bash", _owned_copy(primary, "init-replication-user.sh"),
             )
         )  # fmt: skip
         primary.stop()
-        primary.server_options = _configured(primary.root)
+        primary.server_options = _configured(primary)
         primary.start()
         password_dsn = primary.dsn(password=SUPERUSER_PASSWORD)
         _query(password_dsn, f"CREATE DATABASE {APP_DB}")
@@ -150,7 +159,8 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             cwd=ROOT, env={**os.environ, **env},
         )  # fmt: skip
 
-        replica = PrivatePostgres(server_options=primary.server_options)
+        replica = PrivatePostgres()
+        replica.server_options = _configured(replica)
         _run(
             replica.as_owner(
                 *_script_env(
@@ -159,7 +169,7 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                     REPLICATION_PASSWORD=REPLICATION_PASSWORD, REPLICATION_SLOT="node2",
                     PRIMARY_WAIT_SECONDS="30",
                 ),
-                "bash", str(OPS / "postgres/replica-init.sh"), "true",
+                "bash", _owned_copy(replica, "replica-init.sh"), "true",
             )
         )  # fmt: skip
         replica.start()
