@@ -55,6 +55,9 @@ class Window:
     key: str
     seconds: float
     limit: int
+    # A spacing between sends (a pace), not a limit late sends must stay within: counted
+    # without the slack. Every use of one window must say the same.
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Limiter:
                     if i is None:
                         i = key_index[ident] = len(keys) + 1
                         keys.append(self._key(w))
-                        spans.append(self._span(w.seconds))
+                        spans.append(self.span_us(w))
                     slots.append(i)
                     slots.append(w.limit)
                     s = slot_index[w] = len(slot_index) + 1
@@ -167,7 +170,7 @@ class Limiter:
             return
         unique = {(w.scope, w.key, w.seconds): w for w in windows}.values()
         keys = [self._key(w) for w in unique]
-        self._run("release", keys, [self._span(w.seconds) for w in unique], [token], None)
+        self._run("release", keys, [self.span_us(w) for w in unique], [token], None)
 
     def move(
         self, windows: Sequence[Window], token: str, *, now: float | None = None
@@ -177,7 +180,7 @@ class Limiter:
         leaves it and says how long until they would."""
         binding = _binding_windows(windows)
         keys = [self._key(w) for w in binding]
-        spans = [self._span(w.seconds) for w in binding]
+        spans = [self.span_us(w) for w in binding]
         limits = _csv([w.limit for w in binding])
         allowed, value = self._run("move", keys, spans, [token, limits], now, guarded=True)
         if allowed:
@@ -188,7 +191,7 @@ class Limiter:
         if not windows:
             return []
         keys = [self._key(w) for w in windows]
-        spans = [self._span(w.seconds) for w in windows]
+        spans = [self.span_us(w) for w in windows]
         counts = self._run("used", keys, spans, [], now, guarded=True)
         return [int(c) for c in counts]
 
@@ -244,16 +247,16 @@ class Limiter:
 
     def frees_at(self, window: Window, *, now: float | None = None) -> float | None:
         """Epoch seconds when the window next has room; None when it has room now."""
-        span = self._span(window.seconds)
+        span = self.span_us(window)
         at = self._run("frees", [self._key(window)], [span], [window.limit], now)
         return None if int(at) < 0 else int(at) / _US
 
     def _key(self, w: Window) -> str:
         return f"{self._prefix}:{w.scope.value}:{w.key}:{_seconds(w.seconds)}"
 
-    def span_us(self, seconds: float) -> int:
-        """What a window of `seconds` counts, in microseconds, slack included."""
-        return self._span(seconds)
+    def span_us(self, window: Window) -> int:
+        """What a window counts, in microseconds, slack included unless it is exact."""
+        return round(window.seconds * _US) + (0 if window.exact else self._slack_us)
 
     def _span(self, seconds: float) -> int:
         return round(seconds * _US) + self._slack_us

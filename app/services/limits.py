@@ -128,8 +128,9 @@ class LimitTable:
 
 def pace_window(account_id: int, per_minute: int) -> Window:
     """One send per 60/N seconds: an account limited to N a minute sends evenly across its
-    minute instead of N at once (the way outreach tools pace an inbox)."""
-    return Window(Scope.ACCOUNT, str(account_id), MINUTE / per_minute, 1)
+    minute instead of N at once (the way outreach tools pace an inbox). A spacing, not a limit
+    late sends must keep: counted without the limiter's slack."""
+    return Window(Scope.ACCOUNT, str(account_id), MINUTE / per_minute, 1, exact=True)
 
 
 def make_limiter(redis: Redis, settings: Settings, *, require_epoch: bool = False) -> Limiter:

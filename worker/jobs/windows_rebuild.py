@@ -114,7 +114,7 @@ def _map_sends(
 
     def slots(found: list[Window]) -> Slots:
         return tuple(
-            (windows.setdefault((w.scope, w.key, w.seconds), []), limiter.span_us(w.seconds))
+            (windows.setdefault((w.scope, w.key, w.seconds), []), limiter.span_us(w))
             for w in found
         )
 
