@@ -7,10 +7,12 @@ instead of waiting QUEUED_STALE_SECONDS for recovery."""
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
+from app.metrics.counters import record_dispatch_tick, redis_of_app
 from worker.jobs import daily_summary as daily_summary_job
 from worker.jobs import dispatch as dispatch_job
 from worker.jobs import guard_sweep, recovery, send
@@ -22,7 +24,10 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="sendfleet.dispatch", ignore_result=True)
 def dispatch() -> None:
+    started = time.monotonic()
     result = dispatch_job.run_dispatch()
+    if not result.skipped:  # another process held the dispatch lock: no tick of ours
+        record_dispatch_tick(redis_of_app(), time.monotonic() - started, queued=result.queued)
     if result.queued or result.postponed or result.rebuilt or result.held:
         log.info("dispatch.tick", extra=result.log_fields())
 

@@ -84,3 +84,24 @@ class _Both:
     def collect(self):  # type: ignore[no-untyped-def]
         yield from self.own.collect()
         yield from self.collector.collect()
+
+
+_SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+def exported_names(app: Flask) -> set[str]:
+    """Every sample name /metrics can show, from the registry and the collector themselves
+    (the alert rules and the Grafana dashboard are checked against this)."""
+    families = [*app.extensions["metrics_registry"].collect()]
+    families += [*app.extensions["metrics_collector"].describe()]
+    return {
+        family.name + suffix
+        for family in families
+        for suffix in _SAMPLE_SUFFIXES.get(family.type, ("",))
+    }

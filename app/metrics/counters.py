@@ -79,3 +79,10 @@ def dispatch_ticks(redis: Redis) -> DispatchTicks:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def redis_of_app() -> Redis:
+    from flask import current_app
+
+    redis: Redis = current_app.extensions["redis"]
+    return redis
