@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     login_free_failures_per_account: int = Field(5, ge=1)
     login_free_failures_per_address: int = Field(20, ge=1)
     login_lockout_max_seconds: int = Field(900, ge=1)
+    # Where the new-campaign wizard keeps an uploaded CSV between its steps (a day at most);
+    # unset: <system temp dir>/sendfleet-uploads.
+    web_upload_dir: str | None = None
     company_address: str
     # The first client, created by migration 0003, which owns every row that existed before.
     default_client_name: str = Field("default", min_length=1, max_length=200)

@@ -9,6 +9,7 @@ from app.models.blacklist import BlacklistCheck, BlacklistStatus
 from app.models.campaigns import OPEN_STATUSES, TRANSITIONS, Campaign, CampaignStatus
 from app.models.clients import Client, ClientStatus, UserClient, UserRole
 from app.models.events import Event, EventType
+from app.models.forecast_snapshots import ForecastSnapshot
 from app.models.limits import SCOPES, LimitOverride
 from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
 from app.models.sender_auth import AuthVerdict, SenderAuthCheck
@@ -35,6 +36,7 @@ __all__ = [
     "DomainBackoff",
     "Event",
     "EventType",
+    "ForecastSnapshot",
     "HealthCheck",
     "LimitOverride",
     "RampOutcome",

@@ -4,12 +4,13 @@ For whoever adds a page (the conventions every screen follows):
 
 - Views live in one module per screen (`app/web/campaigns.py`, `app/web/accounts.py` ...),
   decorated with `@web.route(...)` on the blueprint below, and are imported at the bottom
-  of this file so they register (add yours on its own import line there). Every route needs a signed-in user (see `_require_login`);
-  only the endpoints in PUBLIC_ENDPOINTS do not.
+  of this file so they register (add yours on its own import line there). Every route
+  needs a signed-in user (see `_require_login`); only PUBLIC_ENDPOINTS do not.
 - Data comes from app/services, never from a copy of their logic: open the transaction
   with `app.db.unit_of_work()` and pass `client_id=current_client_id()` (app/web/clients.py),
   the client the user has chosen in the switcher. Domain errors (InvalidInput, NotFound,
-  Conflict ...) are shown with `flash_error(exc)` next to the form, or as the 404 page.
+  Conflict ...) become messages next to the fields with app.web.forms.errors_of(exc)
+  (for macros.field(errors=...)); raised out of a view they render the error page.
 - Templates extend "web/base.html" and fill these blocks:
     title    the page's <title> (the layout appends " · Sendfleet")
     header   the page heading row; use macros.page_header(title, subtitle) or your own
@@ -72,6 +73,9 @@ def csrf_token_field() -> Markup:
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
 
 
+web.add_app_template_global(zip, "zip")
+
+
 @web.route("/")
 def index() -> Response:
     return redirect(url_for("web.campaigns"))
@@ -98,4 +102,4 @@ def _layout_context() -> dict[str, Any]:
 
 
 # Each screen's module registers its routes on `web`.
-from app.web import auth, campaign_new, campaign_page, campaigns, clients, errors  # noqa: E402,F401
+from app.web import auth, campaign_new, campaign_page, campaigns, clients, errors  # noqa: E402,F401,I001
