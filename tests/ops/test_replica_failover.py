@@ -188,12 +188,15 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
 
 def test_replica_streams_rows_written_on_the_primary(pair: Pair) -> None:
     assert _query(pair.url(pair.replica), "SELECT pg_is_in_recovery()") == [(True,)]
-    [(state, slot)] = _query(
-        pair.url(pair.primary, "postgres"),
-        "SELECT r.state, s.slot_name FROM pg_stat_replication r "
-        "JOIN pg_replication_slots s ON s.active_pid = r.pid",
-    )
-    assert (state, slot) == ("streaming", "node2")
+    # The replica connects a moment after it starts: streaming, through its slot.
+    _wait_for(
+        lambda: _query(
+            pair.url(pair.primary, "postgres"),
+            "SELECT r.state, s.slot_name FROM pg_stat_replication r "
+            "JOIN pg_replication_slots s ON s.active_pid = r.pid",
+        ) == [("streaming", "node2")],
+        30, "the replica streaming from the primary through slot node2",
+    )  # fmt: skip
 
     # Rows written after the clone arrive by streaming, not by the pg_basebackup copy.
     for n in range(3):
