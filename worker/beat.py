@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery.schedules import maybe_schedule
 from redbeat.schedulers import (
     LUA_EXTEND_TO_SCRIPT,
     RedBeatScheduler,
@@ -37,7 +38,7 @@ class SendfleetEntry(RedBeatSchedulerEntry):  # type: ignore[misc]
         entry: SendfleetEntry = super().from_key(key, app=app)
         static = entry.app.conf.beat_schedule.get(entry.name)
         if static is not None:
-            entry.schedule = static["schedule"]
+            entry.schedule = maybe_schedule(static["schedule"], False, entry.app)
         return entry
 
 
