@@ -277,7 +277,7 @@ def _account_input(
     caps: list[int] = []
     day = account.warmup_day
     for _ in range(horizon):
-        ramp = _cap_on(account, day, settings)
+        ramp = cap_on_warmup_day(account, day, settings)
         caps.append(
             min(ramp, override.per_day) if override and override.per_day is not None else ramp
         )
@@ -301,7 +301,7 @@ def _account_input(
     )
 
 
-def _cap_on(account: Account, warmup_day: int, settings: Settings) -> int:
+def cap_on_warmup_day(account: Account, warmup_day: int, settings: Settings) -> int:
     """The account's cap on a given warm-up day, as Account.cap_today computes today's."""
     if not account.warmup_enabled:
         return account.daily_limit

@@ -103,3 +103,4 @@ def _layout_context() -> dict[str, Any]:
 
 # Each screen's module registers its routes on `web`.
 from app.web import auth, campaign_new, campaign_page, campaigns, clients, errors  # noqa: E402,F401,I001
+from app.web import accounts, domains, suppressions  # noqa: E402,F401
