@@ -88,6 +88,24 @@ def _script_env(pg: PrivatePostgres, **values: str) -> list[str]:
     return ["env", f"PATH={path}", *(f"{k}={v}" for k, v in values.items())]
 
 
+def _replica_init(
+    replica: PrivatePostgres, primary: PrivatePostgres, slot: str
+) -> subprocess.CompletedProcess[str]:
+    """The replica container's entrypoint, natively, with `true` as the server command (the
+    test starts the server itself, on its own port)."""
+    return _run(
+        replica.as_owner(
+            *_script_env(
+                replica, PGDATA=str(replica.datadir), PRIMARY_ADDR="127.0.0.1",
+                PRIMARY_PORT=str(primary.port), REPLICATION_USER=REPLICATION_USER,
+                REPLICATION_PASSWORD=REPLICATION_PASSWORD, REPLICATION_SLOT=slot,
+                PRIMARY_WAIT_SECONDS="30",
+            ),
+            "bash", _owned_copy(replica, "replica-init.sh"), "true",
+        )
+    )  # fmt: skip
+
+
 def _failover(
     pair: Pair, env_file: Path, *args: str, **settings: str
 ) -> subprocess.CompletedProcess[str]:
@@ -161,17 +179,7 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
 
         replica = PrivatePostgres()
         replica.server_options = _configured(replica)
-        _run(
-            replica.as_owner(
-                *_script_env(
-                    replica, PGDATA=str(replica.datadir), PRIMARY_ADDR="127.0.0.1",
-                    PRIMARY_PORT=str(primary.port), REPLICATION_USER=REPLICATION_USER,
-                    REPLICATION_PASSWORD=REPLICATION_PASSWORD, REPLICATION_SLOT="node2",
-                    PRIMARY_WAIT_SECONDS="30",
-                ),
-                "bash", _owned_copy(replica, "replica-init.sh"), "true",
-            )
-        )  # fmt: skip
+        _replica_init(replica, primary, slot="node2")
         replica.start()
         yield Pair(primary, replica, env, workdir)
     finally:
@@ -213,6 +221,30 @@ def test_replica_streams_rows_written_on_the_primary(pair: Pair) -> None:
     )  # fmt: skip
     with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
         _query(pair.url(pair.replica), "DELETE FROM suppressions")
+
+
+def test_replica_rebuilt_from_scratch_reuses_its_slot_and_a_restart_keeps_its_data(
+    pair: Pair,
+) -> None:
+    _query(
+        pair.url(pair.primary, "postgres"),
+        "SELECT pg_create_physical_replication_slot('spare')",
+    )
+    rebuilt = PrivatePostgres()
+    try:
+        first = _replica_init(rebuilt, pair.primary, slot="spare")
+        assert "slot spare exists on the primary; reusing it" in first.stderr
+        assert (rebuilt.datadir / "standby.signal").exists()
+        auto_conf = (rebuilt.datadir / "postgresql.auto.conf").read_text()
+        assert "primary_slot_name = 'spare'" in auto_conf
+        assert not Path(f"{rebuilt.datadir}.partial").exists()
+
+        again = _replica_init(rebuilt, pair.primary, slot="spare")
+        assert "already holds a cluster; starting it as it is" in again.stderr
+        assert (rebuilt.datadir / "postgresql.auto.conf").read_text() == auto_conf
+    finally:
+        rebuilt.destroy()
+        _query(pair.url(pair.primary, "postgres"), "SELECT pg_drop_replication_slot('spare')")
 
 
 def test_failover_refuses_a_target_that_is_not_a_replica(pair: Pair, tmp_path: Path) -> None:
