@@ -162,8 +162,9 @@ def campaign_schedule(campaign_id: int) -> str:
 )
 def campaign_action(campaign_id: int, action: str) -> Response:
     client_id = current_client_id()
-    # The schedule it starts with, kept to compare with what it then sends.
-    planned = _forecast(campaign_id) if action in ("start", "resume") else None
+    # The schedule it starts with, kept to compare with what it then sends (a resume keeps
+    # the plan it started with: that is what the operator was promised).
+    planned = _forecast(campaign_id) if action == "start" else None
     try:
         with unit_of_work() as session:
             campaign_service.change_status(session, campaign_id, action, client_id=client_id)
