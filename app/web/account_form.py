@@ -85,7 +85,9 @@ def form_values(account: dict[str, Any] | None, form: MultiDict[str, str] | None
     """What the inputs show: what was just posted (after an error), else the account's
     values; never its password."""
     if form is not None:
-        values = {k: form.get(k, "") for k in (*TEXT_FIELDS, *INTEGER_FIELDS, "tags", "provider")}
+        values: dict[str, Any] = {
+            k: form.get(k, "") for k in (*TEXT_FIELDS, *INTEGER_FIELDS, "tags", "provider")
+        }
         values["warmup"] = form.get("warmup") == "on"
         return values
     if account is None:
@@ -98,7 +100,8 @@ def form_values(account: dict[str, Any] | None, form: MultiDict[str, str] | None
             "daily_limit": preset.daily_cap,
             "warmup": True,
         }
-    values = {k: account.get(k) for k in (*TEXT_FIELDS, *INTEGER_FIELDS, "provider")}
+    shown: dict[str, Any] = {k: account.get(k) for k in (*TEXT_FIELDS, *INTEGER_FIELDS, "provider")}
+    values = shown
     values["tags"] = ", ".join(account.get("tags") or [])
     values["warmup"] = account.get("warmup", True)
     return values

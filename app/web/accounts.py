@@ -210,7 +210,7 @@ def ramp_points(account: Account, settings: Settings, *, days: int) -> dict[str,
     """The warm-up ramp for the chart: the cap of each day from day 1 until the full daily
     limit (at most `days` of them around today), today's day marked."""
     first = max(account.warmup_day - days // 2, 1) if account.warmup_enabled else 1
-    points = [
+    points: list[dict[str, Any]] = [
         {"day": d, "cap": cap_on_warmup_day(account, d, settings), "today": d == account.warmup_day}
         for d in range(first, first + days)
     ]

@@ -5,7 +5,7 @@ again), import a CSV, export one. On app.services.suppressions, as the API."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from flask import (
     Response,
@@ -174,7 +174,7 @@ def import_suppression_file() -> tuple[str, int]:
         with unit_of_work() as session:
             report = import_suppressions(
                 session,
-                upload.stream,
+                cast(BinaryIO, upload.stream),
                 client_id=_owner(request.form.get("everyone") == "on"),
                 reason=SuppressionReason.MANUAL.value,
                 max_bytes=settings.import_max_bytes,
