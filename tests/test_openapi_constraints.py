@@ -67,6 +67,8 @@ BASES: dict[tuple[str, str], Base] = {
     ("get", "/api/v1/campaigns"): Base(),
     ("get", "/api/v1/campaigns/{campaign_id}/recipients"): Base(),
     ("get", "/api/v1/suppressions"): Base(),
+    ("get", "/api/v1/blacklist"): Base(),
+    ("get", "/api/v1/domains"): Base(),
     ("post", "/api/v1/clients"): Base(body={"name": "new client"}, admin=True),
     ("patch", "/api/v1/clients/{client_id}"): Base(path={"client_id": "1"}, body={}, admin=True),
     ("post", "/api/v1/clients/{client_id}/pause"): Base(

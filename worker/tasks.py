@@ -113,3 +113,12 @@ def blacklist_check() -> None:
     result = run_blacklist_check()
     if result.newly_listed or result.delisted:
         log.warning("blacklist.changed", extra=result.log_fields())
+
+
+@shared_task(name="sendfleet.sender_auth_check", ignore_result=True)
+def sender_auth_check() -> None:
+    from worker.jobs.domain_checks import run_sender_auth_check
+
+    result = run_sender_auth_check()
+    if result.failing:
+        log.warning("sender_auth.failing", extra=result.log_fields())

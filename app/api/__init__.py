@@ -57,7 +57,15 @@ def api_config() -> dict[str, Any]:
 
 
 def register_api(app: Flask) -> Api:
-    from app.api import accounts, campaigns, clients, health, limits, suppressions
+    from app.api import (
+        accounts,
+        campaigns,
+        clients,
+        dns_checks,
+        health,
+        limits,
+        suppressions,
+    )
 
     api = Api(app)
     api.register_blueprint(health.blp, url_prefix=f"{API_PREFIX}/health")
@@ -66,6 +74,10 @@ def register_api(app: Flask) -> Api:
     api.register_blueprint(_protected(suppressions.blp), url_prefix=f"{API_PREFIX}/suppressions")
     api.register_blueprint(_protected(limits.blp), url_prefix=f"{API_PREFIX}/limits")
     api.register_blueprint(_protected(clients.blp), url_prefix=f"{API_PREFIX}/clients")
+    api.register_blueprint(
+        _protected(dns_checks.blacklist_blp), url_prefix=f"{API_PREFIX}/blacklist"
+    )
+    api.register_blueprint(_protected(dns_checks.domains_blp), url_prefix=f"{API_PREFIX}/domains")
     return api
 
 

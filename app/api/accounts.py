@@ -24,6 +24,7 @@ from app.errors import NotFound
 from app.models import Account
 from app.services import accounts, warmup
 from app.services.health_checks import account_endpoint, probe_account, record_check
+from app.services.sender_domains import auth_warnings
 
 blp = Blueprint("accounts", __name__, description="Sender accounts and their pool state")
 blp.before_request(require_json_body)
@@ -53,12 +54,13 @@ def list_accounts() -> dict[str, Any]:
 @error_responses(blp, 400, 401, 409, 415)
 def create_account(data: dict[str, Any]) -> dict[str, Any]:
     """Create an account; the provider preset fills host, port, security, username and
-    daily_limit when they are not given. The password is stored encrypted."""
+    daily_limit when they are not given. The password is stored encrypted. `warnings`
+    flags a sending domain whose SPF or DKIM fails (or was not checked yet)."""
+    settings = current_app.extensions["settings"]
     with unit_of_work() as session:
-        account = accounts.create_account(
-            session, data, current_app.extensions["settings"], client_id=g.client_id
-        )
-    return _state(account)[0]
+        account = accounts.create_account(session, data, settings, client_id=g.client_id)
+        warnings = auth_warnings(session, settings, account.sending_domain, account.provider)
+    return {**_state(account)[0], "warnings": warnings}
 
 
 @blp.route(f"/{ID}")

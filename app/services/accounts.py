@@ -38,7 +38,7 @@ _SHOWN = (
     "warmup_held_at", "warmup_hold_reason", "tags", "status", "paused_reason", "paused_by",
     "pause_details",
     "paused_until", "consecutive_failures", "last_health_check_at", "last_health_ok",
-    "last_health_error", "created_at", "updated_at",
+    "last_health_error", "sending_ip", "dkim_selector", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -65,6 +65,8 @@ def create_account(
         warmup_start=data.get("warmup_start"),
         warmup_step=data.get("warmup_step"),
         tags=data.get("tags", []),
+        sending_ip=data.get("sending_ip"),
+        dkim_selector=data.get("dkim_selector"),
         status=AccountStatus.ACTIVE.value,
         consecutive_failures=0,
     )
@@ -91,7 +93,8 @@ def update_account(
     """`data` as AccountUpdateSchema loads it: only the fields given change."""
     account = get_account(session, account_id, client_id=client_id, for_update=True)
     for key in ("name", "from_name", "host", "port", "security", "username", "daily_limit",
-                "per_minute_limit", "tags", "warmup_start", "warmup_step"):  # fmt: skip
+                "per_minute_limit", "tags", "warmup_start", "warmup_step", "sending_ip",
+                "dkim_selector"):  # fmt: skip
         if key in data:
             setattr(account, key, data[key])
     if "email" in data:

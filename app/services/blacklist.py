@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
@@ -79,12 +80,38 @@ def account_blacklisted(
     return any(c.status == BlacklistStatus.LISTED for c in latest_checks(session, values))
 
 
-def visible_targets(
-    session: Session, settings: Settings, *, client_id: int | None
-) -> set[str] | None:
-    """The targets a caller may see: those of the client's accounts; None: every target
-    (an admin)."""
-    if client_id is None:
-        return None
-    accounts = session.scalars(select(Account).where(Account.client_id == client_id))
-    return {t.value for account in accounts for t in account_targets(account, settings)}
+def list_blacklist(
+    session: Session,
+    settings: Settings,
+    *,
+    client_id: int | None,
+    status: str | None = None,
+    kind: str | None = None,
+) -> list[dict[str, Any]]:
+    """The latest check per target the caller may see (`client_id` None: every target),
+    with the caller's accounts that stand on it."""
+    query = select(Account).order_by(Account.id)
+    if client_id is not None:
+        query = query.where(Account.client_id == client_id)
+    on_target: dict[str, list[int]] = {}
+    for account in session.scalars(query):
+        for target in account_targets(account, settings):
+            on_target.setdefault(target.value, []).append(account.id)
+    visible = None if client_id is None else sorted(on_target)
+    items = []
+    for check in latest_checks(session, visible):
+        if (status and check.status != status) or (kind and check.target_kind != kind):
+            continue
+        items.append(
+            {
+                "target": check.target,
+                "kind": check.target_kind,
+                "status": check.status,
+                "lists_hit": list(check.lists_hit),
+                "lists": check.list_results,
+                "note": check.note,
+                "checked_at": check.checked_at,
+                "accounts": on_target.get(check.target, []),
+            }
+        )
+    return items

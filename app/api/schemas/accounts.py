@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Any
 
@@ -69,10 +70,43 @@ class AccountFieldsSchema(ma.Schema):
         validate=validate.Range(0, INT4_MAX),
         metadata={"description": "what each healthy day adds to the cap; null: WARMUP_STEP"},
     )
+    sending_ip = Text(
+        allow_none=True,
+        strip=True,
+        metadata={
+            "description": "the public IP this account's mail leaves from (an own relay); "
+            "blacklist-checked, and its SPF and PTR verified"
+        },
+    )
+    dkim_selector = Text(
+        allow_none=True,
+        strip=True,
+        validate=[
+            validate.Length(1, 63),
+            validate.Regexp(
+                r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", error="must be a DKIM selector"
+            ),
+        ],
+        metadata={"description": "the selector the provider signs with, besides DKIM_SELECTORS"},
+    )
     tags = fields.List(
         Text(single_line=True, strip=True, validate=validate.Length(1, 100)),
         validate=validate.Length(max=100),
     )
+
+    @ma.validates("sending_ip")
+    def _ip_address(self, value: str | None, **kwargs: Any) -> None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ma.ValidationError("must be an IPv4 or IPv6 address") from None
+
+    @ma.post_load
+    def _canonical_ip(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data.get("sending_ip"):  # one spelling per address: targets compare as text
+            data["sending_ip"] = str(ipaddress.ip_address(data["sending_ip"]))
+        return data
 
     @ma.post_load
     def _unique_tags(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -116,6 +150,12 @@ class PauseSchema(ma.Schema):
     )
 
 
+class AuthWarningSchema(ma.Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fix = fields.String(required=True)
+
+
 class AccountSchema(ma.Schema):
     id = fields.Integer(required=True)
     client_id = fields.Integer(required=True)
@@ -141,7 +181,17 @@ class AccountSchema(ma.Schema):
     )
     warmup_held_at = fields.DateTime(required=True, allow_none=True)
     warmup_hold_reason = fields.String(required=True, allow_none=True)
+    sending_ip = fields.String(required=True, allow_none=True)
+    dkim_selector = fields.String(required=True, allow_none=True)
     tags = fields.List(fields.String(), required=True)
+    warnings = fields.List(
+        fields.Nested(AuthWarningSchema),
+        metadata={
+            "description": "POST only: the sending domain's SPF or DKIM failing at its latest "
+            "check (GET /api/v1/domains), an SPF that does not name the provider, or no "
+            "check yet; each with the fix"
+        },
+    )
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in AccountStatus]))
     paused_reason = fields.String(required=True, allow_none=True)
     paused_by = fields.String(
