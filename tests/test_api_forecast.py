@@ -98,3 +98,16 @@ def test_the_forecast_is_in_the_openapi_document(client):
     spec = client.get("/api/v1/openapi.json").json
     operation = spec["paths"]["/api/v1/campaigns/{campaign_id}/forecast"]["get"]
     assert "200" in operation["responses"] and "404" in operation["responses"]
+
+
+def test_recipients_suppressed_since_their_import_are_not_forecast(api, factory):
+    factory.create_account(daily_limit=100)
+    campaign = factory.create_campaign()
+    factory.create_recipients(campaign, ["a@gmail.com", "b@gmail.com", "c@blocked.example"])
+    factory.suppress("a@gmail.com")  # a bounce: every client's
+    factory.suppress("blocked.example", reason="unsubscribed", client_id=1)
+    other = factory.create_client(name="bravo")
+    factory.suppress("b@gmail.com", reason="unsubscribed", client_id=other.id)  # not ours
+    body = _forecast(api, campaign.id).json
+    assert body["to_send"] == 1 and [d["domain"] for d in body["domains"]] == ["gmail.com"]
+    assert body["assumptions"][0] == "2 waiting recipients are suppressed now and will not be sent."

@@ -20,11 +20,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis import Redis
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.models import Account, AccountStatus, Campaign, CampaignStatus, Recipient
+from app.models import (
+    Account,
+    AccountStatus,
+    Campaign,
+    CampaignStatus,
+    Recipient,
+    Suppression,
+)
 from app.services.forecast_answer import forecast_answer
 from app.services.forecast_model import (
     HORIZON_DAYS,
@@ -35,6 +42,7 @@ from app.services.forecast_model import (
     ForecastInput,
     simulate,
 )
+from app.services.forecast_usage import Counted
 from app.services.limits import (
     DAY,
     SYSTEM_KEY,
@@ -42,12 +50,10 @@ from app.services.limits import (
     load_limits,
     recipient_domain_key,
 )
-from app.services.sends import sends_in_last_day
 from app.settings import Settings
-from rotator.limiter import Limiter, Scope, Window
+from rotator.limiter import Scope, Window
 
 WAITING = ("pending", "deferred")
-LIMITER_PREFIX = "sf:lim"  # rotator.limiter.Limiter's default
 ASSUMPTIONS = (
     "A draft or paused campaign is forecast as if it started (or resumed) now.",
     "Warm-up ramps advance every day; a day the ramp holds moves the finish later.",
@@ -87,10 +93,10 @@ def campaign_forecast(
         waiting: dict[str, int] = {}
         notes.insert(0, f"The campaign is {campaign.status}: nothing more is sent.")
     else:
-        waiting = _waiting_by_domain(session, campaign.id)
+        waiting = _waiting_by_domain(session, campaign, notes)
     table = load_limits(session, settings)
     accounts, excluded = _usable_accounts(session, campaign, calendar, now)
-    counted = _Counted(session, redis, calendar.close_day0, [a for a, _ in accounts], notes)
+    counted = Counted(session, redis, calendar.close_day0, [a for a, _ in accounts], notes)
     competitors = _competitors(session, _running_others(session, campaign), accounts)
     # One round trip for every recipient domain's window (a list may have thousands).
     counted.day(
@@ -151,72 +157,30 @@ def sending_calendar(window: dict[str, Any] | None, now: datetime, horizon: int)
     return Calendar(local_now.date(), tuple(minutes), close_day0, zone)
 
 
-class _Counted:
-    """What each window will still count at the end of day 0's sending hours, read from
-    the limiter in one pipeline per call; when Redis has lost the windows, the accounts'
-    day from the database and nothing for the other scopes (said in the notes)."""
-
-    def __init__(
-        self,
-        session: Session,
-        redis: Redis,
-        at: datetime,
-        accounts: list[Account],
-        notes: list[str],
-    ) -> None:
-        limiter = Limiter(redis, require_epoch=True)
-        self._session, self._limiter, self._at, self._notes = session, limiter, at, notes
-        self._redis = redis
-        self._lost = False
-        self._fallback: dict[int, int] = {}
-        self._accounts = accounts
-        self._cache: dict[tuple[str, str, int], int] = {}
-
-    def day(self, windows: list[Window]) -> list[int]:
-        missing = [w for w in windows if _ident(w) not in self._cache]
-        if missing and not self._lost and not self._limiter.is_built():
-            self._lost = True
-            self._notes.append(
-                "The limiter's windows are being rebuilt: today's use is counted from the "
-                "database for accounts only."
-            )
-            self._fallback = sends_in_last_day(
-                self._session, [a.id for a in self._accounts], datetime.now(UTC)
-            )
-        if missing and not self._lost:
-            counts = _still_counted_at(self._redis, missing, self._at.timestamp())
-            self._cache.update(zip(map(_ident, missing), counts, strict=True))
-        if self._lost:
-            return [
-                self._fallback.get(int(w.key), 0) if w.scope == Scope.ACCOUNT else 0
-                for w in windows
-            ]
-        return [self._cache[_ident(w)] for w in windows]
-
-
-def _ident(window: Window) -> tuple[str, str, int]:
-    return (window.scope.value, window.key, int(window.seconds))
-
-
-def _still_counted_at(redis: Redis, windows: list[Window], at: float) -> list[int]:
-    """Per window: how many of its reservations will still count at `at` (epoch seconds,
-    now or later), read with ZCOUNT so nothing is trimmed (the limiter's `used` with a later
-    clock would drop members that count now). The keys and scores are rotator.limiter's:
-    "<prefix>:<scope>:<key>:<seconds>", each member scored with its time in microseconds."""
-    pipe = redis.pipeline(transaction=False)
-    for w in windows:
-        name = f"{LIMITER_PREFIX}:{w.scope.value}:{w.key}:{w.seconds}"
-        pipe.zcount(name, f"({round((at - w.seconds) * 1_000_000)}", "+inf")
-    return [int(n) for n in pipe.execute()]
-
-
-def _waiting_by_domain(session: Session, campaign_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Recipient.domain, func.count())
-        .where(Recipient.campaign_id == campaign_id, Recipient.status.in_(WAITING))
-        .group_by(Recipient.domain)
+def _waiting_by_domain(session: Session, campaign: Campaign, notes: list[str]) -> dict[str, int]:
+    """Waiting recipients by domain, less those suppressed since they were imported (the
+    dispatcher drops them: a global suppression, or one of the campaign's client)."""
+    suppressed = exists().where(
+        or_(
+            Suppression.value == Recipient.email,
+            and_(Suppression.kind == "domain", Suppression.value == Recipient.domain),
+        ),
+        or_(Suppression.client_id.is_(None), Suppression.client_id == campaign.client_id),
     )
-    return {domain: n for domain, n in rows.tuples()}
+    rows = session.execute(
+        select(Recipient.domain, func.count(), func.count().filter(suppressed))
+        .where(Recipient.campaign_id == campaign.id, Recipient.status.in_(WAITING))
+        .group_by(Recipient.domain)
+    ).tuples()
+    waiting: dict[str, int] = {}
+    dropped = 0
+    for domain, n, n_suppressed in rows:
+        dropped += n_suppressed
+        if n > n_suppressed:
+            waiting[domain] = n - n_suppressed
+    if dropped:
+        notes.insert(0, f"{dropped:,} waiting recipients are suppressed now and will not be sent.")
+    return waiting
 
 
 def campaign_allows(campaign: Campaign, account: Account) -> bool:
@@ -267,7 +231,7 @@ def _account_input(
     item: tuple[Account, int],
     table: LimitTable,
     settings: Settings,
-    counted: _Counted,
+    counted: Counted,
     horizon: int,
     competitors: dict[int, tuple[Campaign, int]],
 ) -> AccountInput:
@@ -318,7 +282,7 @@ def _domain_input(
     client_id: int,
     table: LimitTable,
     settings: Settings,
-    counted: _Counted,
+    counted: Counted,
 ) -> DomainInput:
     limit = table.recipient_domain(domain, client_id)
     per_day = limit.per_day if limit.per_day is not None else waiting
@@ -328,7 +292,7 @@ def _domain_input(
 
 
 def _sending_domain_caps(
-    accounts: list[tuple[Account, int]], client_id: int, table: LimitTable, counted: _Counted
+    accounts: list[tuple[Account, int]], client_id: int, table: LimitTable, counted: Counted
 ) -> dict[str, Cap]:
     keys = sorted({table.sending_domain_key(a) for a, _ in accounts})
     return {
@@ -337,14 +301,14 @@ def _sending_domain_caps(
     }
 
 
-def _cap(limit: Any, scope: Scope, key: str, counted: _Counted) -> Cap:
+def _cap(limit: Any, scope: Scope, key: str, counted: Counted) -> Cap:
     used = 0
     if limit.per_day is not None:
         used = counted.day([Window(scope, key, DAY, limit.per_day)])[0]
     return Cap(limit.per_day, limit.per_minute, used)
 
 
-def _campaign_cap(campaign: Campaign, counted: _Counted) -> Cap:
+def _campaign_cap(campaign: Campaign, counted: Counted) -> Cap:
     if campaign.daily_cap is None:
         return Cap()
     window = Window(Scope.CAMPAIGN, str(campaign.id), DAY, campaign.daily_cap)
