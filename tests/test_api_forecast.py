@@ -111,3 +111,22 @@ def test_recipients_suppressed_since_their_import_are_not_forecast(api, factory)
     body = _forecast(api, campaign.id).json
     assert body["to_send"] == 1 and [d["domain"] for d in body["domains"]] == ["gmail.com"]
     assert body["assumptions"][0] == "2 waiting recipients are suppressed now and will not be sent."
+
+
+def test_a_domain_back_off_past_today_moves_its_recipients_later(api, factory):
+    from datetime import UTC, datetime, timedelta
+
+    from app.models import DomainBackoff
+
+    factory.create_account(daily_limit=100)
+    campaign = factory.create_campaign()
+    factory.create_recipients(campaign, ["a@slow.example", "b@gmail.com"])
+    until = datetime.now(UTC) + timedelta(days=2)
+    db.session.add(DomainBackoff(client_id=1, domain="slow.example", until=until, reason="421"))
+    db.session.commit()
+    body = _forecast(api, campaign.id).json
+    assert body["today"] == 1
+    slow = next(
+        d for d in body["days"] if d["by_domain"] == [{"domain": "slow.example", "sends": 1}]
+    )
+    assert slow["day"] == 2

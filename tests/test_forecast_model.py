@@ -155,3 +155,12 @@ def test_no_account_sends_nothing_and_says_so():
     assert result.finish_day is None
     assert result.days[0].sends == 0
     assert result.days[0].binding.message == "no account can send this campaign"
+
+
+def test_a_domain_under_a_back_off_waits_for_its_end():
+    slow = DomainInput("slow.example", 10, 100, available_from=2)
+    result = simulate(_input([_account(cap=100)], [slow, _freemail(5)]))
+    assert [(d.index, d.by_domain) for d in result.days] == [
+        (0, {"gmail.com": 5}),
+        (2, {"slow.example": 10}),
+    ]

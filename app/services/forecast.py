@@ -29,6 +29,7 @@ from app.models import (
     AccountStatus,
     Campaign,
     CampaignStatus,
+    DomainBackoff,
     Recipient,
     Suppression,
 )
@@ -105,6 +106,7 @@ def campaign_forecast(
             for d in waiting
         ]
     )
+    backoffs = _backoff_days(session, campaign.client_id, list(waiting), calendar)
     data = ForecastInput(
         start=calendar.start,
         minutes=calendar.minutes,
@@ -112,7 +114,7 @@ def campaign_forecast(
             _account_input(a, table, settings, counted, horizon, competitors) for a in accounts
         ),
         domains=tuple(
-            _domain_input(name, n, campaign.client_id, table, settings, counted)
+            _domain_input(name, n, campaign.client_id, table, settings, counted, backoffs)
             for name, n in sorted(waiting.items())
         ),
         sending_domains=_sending_domain_caps(accounts, campaign.client_id, table, counted),
@@ -283,12 +285,35 @@ def _domain_input(
     table: LimitTable,
     settings: Settings,
     counted: Counted,
+    backoffs: dict[str, int],
 ) -> DomainInput:
     limit = table.recipient_domain(domain, client_id)
     per_day = limit.per_day if limit.per_day is not None else waiting
     key = recipient_domain_key(client_id, domain)
     used = counted.day([Window(Scope.RECIPIENT_DOMAIN, key, DAY, per_day)])[0]
-    return DomainInput(domain, waiting, per_day, used, settings.is_freemail(domain))
+    return DomainInput(
+        domain, waiting, per_day, used, settings.is_freemail(domain), backoffs.get(domain, 0)
+    )
+
+
+def _backoff_days(
+    session: Session, client_id: int, domains: list[str], calendar: Calendar
+) -> dict[str, int]:
+    """Domains that asked the client's senders to slow down past today's sending hours:
+    the first day each takes mail again (the dispatcher holds them until then)."""
+    if not domains:
+        return {}
+    rows = session.execute(
+        select(DomainBackoff.domain, DomainBackoff.until).where(
+            DomainBackoff.client_id == client_id,
+            DomainBackoff.domain.in_(domains),
+            DomainBackoff.until > calendar.close_day0,
+        )
+    ).tuples()
+    return {
+        domain: max((until.astimezone(calendar.zone).date() - calendar.start).days, 1)
+        for domain, until in rows
+    }
 
 
 def _sending_domain_caps(

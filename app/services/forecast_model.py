@@ -65,6 +65,7 @@ class DomainInput:
     per_day: int
     used_day0: int = 0
     freemail: bool = False
+    available_from: int = 0  # first day it takes mail (a back-off it asked for ends)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,9 @@ def _one_day(
         for key, room in by_group.items()
     }
     domain_room = {
-        name: min(left, _domain_cap(domains[name], day)) for name, left in waiting.items() if left
+        name: min(left, _domain_cap(domains[name], day))
+        for name, left in waiting.items()
+        if left and day >= domains[name].available_from
     }
     terms: list[tuple[float, Binding]] = [
         (sum(group_room.values()), _accounts_binding(data, day, group_room, by_group)),
