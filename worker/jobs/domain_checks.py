@@ -26,7 +26,7 @@ from app.services.sender_domains import latest_domain_checks
 from app.settings import Settings
 from rotator.sender_auth_rules import FAIL
 from worker.jobs import alerts
-from worker.jobs.domain_dns import DomainFindings, check_domain, plans_for
+from worker.jobs.domain_dns import DomainFindings, check_domains, plans_for
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def run_sender_auth_check(*, now: datetime | None = None) -> SenderAuthRun:
         clients = {
             d: sorted({a.client_id for a in accounts if a.sending_domain == d}) for d in plans
         }
-    findings = [check_domain(plan, settings) for plan in plans.values()]
+    findings = check_domains(plans.values(), settings)
     with unit_of_work() as session:
         run = record_findings(session, findings, clients, now=now)
     for key, text, client_id in run.alerts:
