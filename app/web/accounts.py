@@ -19,6 +19,8 @@ from app.errors import DomainError, InvalidInput
 from app.models import Account, Event
 from app.services import accounts as account_service
 from app.services.forecast import cap_on_warmup_day
+from app.services.health_checks import account_endpoint, probe_account, record_check
+from app.services.warmup import ramp_history
 from app.settings import Settings
 from app.web import web
 from app.web.account_form import (
@@ -145,7 +147,7 @@ def _account_page(
                 .limit(EVENTS_SHOWN)
             ).scalars()
         )
-        history = _ramp_history(session, account, settings)
+        history = ramp_history(session, account, settings)
     return render_template(
         "web/account.html",
         active="accounts",
@@ -154,7 +156,6 @@ def _account_page(
         history=history,
         events=events,
         check=check,
-        can_check=_health_checks() is not None,
         values=form_values(row, request.form if posted else None),
         errors=errors or {},
         securities=SECURITY_CHOICES,
@@ -183,18 +184,14 @@ def resume_account(account_id: int) -> Response:
 @web.route("/accounts/<int:account_id>/check", methods=["POST"])
 def check_account(account_id: int) -> str:
     """Runs the health check now and shows its transcript (secrets masked by the probe)."""
-    checks = _health_checks()
-    if checks is None:
-        flash("The health check is not available in this installation yet.", "warning")
-        return _account_page(account_id)
     settings = _settings()
     with unit_of_work() as session:
         account = account_service.get_account(session, account_id, client_id=current_client_id())
-        endpoint, email = checks.account_endpoint(settings, account), account.email
-    # No transaction is open while the server answers.
-    result = checks.probe_account(settings, endpoint, email)
+        endpoint, email = account_endpoint(settings, account), account.email
+    # No transaction is open while the server answers (HEALTH_CHECK_TIMEOUT_SECONDS a step).
+    result = probe_account(settings, endpoint, email)
     with unit_of_work() as session:
-        checks.record_check(session, settings, account_id, result, now=datetime.now(UTC))
+        record_check(session, settings, account_id, result, now=datetime.now(UTC))
     log.info("web.account_checked", extra={"account_id": account_id, "ok": result.ok})
     check = {
         "ok": result.ok,
@@ -223,21 +220,3 @@ def ramp_points(account: Account, settings: Settings, *, days: int) -> dict[str,
     for p in points:
         p["height"] = round(100 * p["cap"] / top, 1)
     return {"points": points, "top": top, "warming": account.warmup_enabled}
-
-
-def _health_checks() -> Any:
-    """The health check's service (app.services.health_checks), when it is installed."""
-    try:
-        from app.services import health_checks
-    except ImportError:
-        return None
-    return health_checks
-
-
-def _ramp_history(session: Session, account: Account, settings: Settings) -> Any:
-    """The ramp's record day by day (app.services.warmup), when it is installed."""
-    try:
-        from app.services import warmup
-    except ImportError:
-        return None
-    return warmup.ramp_history(session, account, settings)

@@ -58,7 +58,6 @@ def test_a_preset_fills_the_server_fields(signed_in, shoot):
 
 
 def test_test_connection_passes_and_fails_with_the_transcript(app, signed_in, auth_server, shoot):
-    pytest.importorskip("app.services.health_checks")
     page = signed_in
     _add_account(page, "good-login", auth_server, PASSWORD)
     assert page.get_by_label("Password").input_value() == ""
@@ -118,10 +117,10 @@ def test_domains_show_the_fix_or_not_checked_yet(app, signed_in, factory, shoot)
     factory.create_account(email="bob@fresh.example")
     db.session.add(SenderAuthCheck(
         domain="brand.example", spf="fail", dkim="pass", dmarc="fail", mx="pass",
-        results={"spf": {"found": "v=spf1 include:mailgun.org -all",
+        results={"spf": {"status": "fail", "found": "v=spf1 include:mailgun.org -all",
                          "problem": "The SPF record does not allow the server that sends.",
                          "fix": "v=spf1 include:mailgun.org include:_spf.google.com ~all"},
-                 "dmarc": {"found": "", "problem": "No DMARC record.",
+                 "dmarc": {"status": "fail", "found": "", "problem": "No DMARC record.",
                            "fix": "_dmarc.brand.example TXT \"v=DMARC1; p=none\""}},
     ))  # fmt: skip
     db.session.commit()

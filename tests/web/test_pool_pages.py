@@ -52,10 +52,17 @@ def test_blacklist_and_sender_auth_show_their_latest_check(web, factory):
         BlacklistCheck(target="brand.example", target_kind="domain", listed=True,
                        lists_hit=["dbl.spamhaus.org"], status="listed")
     )  # fmt: skip
+    spf = {
+        "status": "fail",
+        "found": "v=spf1 -all",
+        "problem": "does not include the provider",
+        "fix": "v=spf1 include:_spf.google.com ~all",
+    }
     db.session.add(
-        SenderAuthCheck(domain="brand.example", spf="fail", dkim="pass", dmarc="pass", mx="pass",
-                        results={"spf": {"found": "v=spf1 -all", "problem": "does not include "
-                                 "the provider", "fix": "v=spf1 include:_spf.google.com ~all"}})
+        SenderAuthCheck(
+            domain="brand.example", spf="fail", dkim="pass", dmarc="pass", mx="pass",
+            results={"spf": spf},
+        )
     )  # fmt: skip
     db.session.commit()
     pool = web.get("/accounts").get_data(as_text=True)
