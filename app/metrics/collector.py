@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 SEND_QUEUES = ("sendfleet.send", "sendfleet.dispatch")
 # Kombu's Redis transport keeps each priority level of a queue in its own list.
 _PRIORITY_SEPARATOR = "\x06\x16"
-HEARTBEAT_PATTERN = "sf:hb:*"  # worker.jobs.heartbeat.KEY_PREFIX; one key per send process
 
 
 @dataclass(frozen=True)
@@ -206,7 +205,9 @@ class SendfleetCollector(Collector):
                     metrics = _read(session, read, timeout_ms) if uses_database else read()
                 except Exception as exc:  # one part must not fail the scrape
                     log.warning(
-                        "metrics.part_failed", extra={"part": part, "error": str(exc)[:300]}
+                        "metrics.part_failed",
+                        extra={"part": part, "error": str(exc)[:300]},
+                        exc_info=True,
                     )
                     up.add_metric([part], 0)
                 else:
@@ -345,8 +346,7 @@ def _dispatch(redis: Redis) -> list[Metric]:
 
 def _workers(redis: Redis) -> list[Metric]:
     hosts: dict[str, int] = {}
-    for key in redis.scan_iter(match=HEARTBEAT_PATTERN, count=1000):
-        identity = (key.decode() if isinstance(key, bytes) else key)[len(HEARTBEAT_PATTERN) - 1 :]
+    for identity in counters.live_send_processes(redis):
         host = identity.rsplit(":", 2)[0]
         hosts[host] = hosts.get(host, 0) + 1
     family = _family("sendfleet_worker_processes")

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 REFUSALS_KEY = "sf:metrics:limiter-refusals"
 DISPATCH_KEY = "sf:metrics:dispatch"
+# Each send process's heartbeat identity scored by when its heartbeat expires (ms), written
+# with the heartbeat itself (worker.jobs.heartbeat).
+HEARTBEAT_INDEX_KEY = "sf:hb-index"
+# Identities whose heartbeat ended longer ago than this are dropped from the index.
+_FORGET_MS = 3_600_000
 
 
 def count_limiter_refusals(redis: Redis, refusals: Mapping[str, int]) -> None:
@@ -79,6 +84,16 @@ def dispatch_ticks(redis: Redis) -> DispatchTicks:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def live_send_processes(redis: Redis, now_ms: float | None = None) -> list[str]:
+    """Identities (`host:pid:token`) whose heartbeat has not expired."""
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(HEARTBEAT_INDEX_KEY, "-inf", now_ms - _FORGET_MS)
+        pipe.zrangebyscore(HEARTBEAT_INDEX_KEY, now_ms, "+inf")
+        _, live = pipe.execute()
+    return [_text(identity) for identity in live]
 
 
 def redis_of_app() -> Redis:

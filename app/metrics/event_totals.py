@@ -7,8 +7,8 @@ kept as a running sum in Redis up to an event id (the watermark) plus a live cou
 few events past it (a primary-key range scan). The watermark only moves up to ids that can
 no longer appear: ids come from a sequence, and a transaction can commit an event id lower
 than one already visible. So each fold records a candidate (the sequence's last value, then
-the transaction snapshot's xmax) and moves the watermark to it only at a later scrape, once
-every transaction that was running when the candidate was taken has ended.
+the transactions writing in this database at that moment) and moves the watermark to it
+only at a later scrape, once every one of those transactions has ended.
 
 When Redis loses the hash (restart without persistence, flush), the totals start again from
 the first event of the current UTC day: a counter reset, which rate() and increase() handle.
@@ -29,7 +29,7 @@ TOTALS_KEY = "sf:metrics:event-totals"
 # Fields of the hash that are not totals.
 THROUGH = "_through"  # every event with id <= this is in the totals
 CANDIDATE_SEQ = "_candidate_seq"
-CANDIDATE_XMAX = "_candidate_xmax"
+CANDIDATE_XIDS = "_candidate_xids"
 
 # The outcome events of one send attempt (worker.jobs.outcomes, worker.jobs.handbacks).
 OUTCOME_EVENTS = ["sent", "deferred", "bounced", "failed", "unknown", "requeued"]
@@ -46,15 +46,24 @@ _GROUPED = """
 TAIL = text(_GROUPED.replace("UPPER", ""))
 RANGE = text(_GROUPED.replace("UPPER", "AND id <= :through"))
 
-# Read the sequence before the snapshot: an id handed out before this point belongs to a
-# transaction that has committed or is running in the snapshot taken just after.
+# Read the sequence before the running transactions: an id handed out before this point
+# belongs to a transaction that has committed, or that is writing in this database now.
 SEQUENCE_POSITION = text(
     "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'id')::regclass), 0)"
 )
-SNAPSHOT = text(
+# Transactions of this database that have written something (an xid), other than ours. Only
+# this database's: the cluster's oldest xid would let another database's long transaction
+# hold the watermark back. (Needs the app's own role, or pg_read_all_stats, to see them.)
+WRITING_TRANSACTIONS = text(
     """
-    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
-           pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
+    SELECT coalesce(string_agg(backend_xid::text, ','), '') FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+    """
+)
+STILL_RUNNING = text(
+    """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid::text = ANY(:xids)
     """
 )
 # The BRIN index on created_at (migration 0005) finds the day's first blocks.
@@ -82,10 +91,10 @@ def outcome_totals(
 ) -> dict[OutcomeKey, int]:
     """Every send outcome recorded so far (since the totals began), grouped."""
     fold(session, redis, now or datetime.now(UTC))
-    stored = {_text(k): int(v) for k, v in redis.hgetall(TOTALS_KEY).items()}
-    through = stored.get(THROUGH, 0)
+    stored = {_text(k): _text(v) for k, v in redis.hgetall(TOTALS_KEY).items()}
+    through = int(stored.get(THROUGH, 0))
     totals = {
-        OutcomeKey.parse(field): value
+        OutcomeKey.parse(field): int(value)
         for field, value in stored.items()
         if not field.startswith("_")
     }
@@ -102,7 +111,7 @@ def fold(session: Session, redis: Redis, now: datetime) -> None:
         try:
             pipe.watch(TOTALS_KEY)
             state = {
-                name: int(value)
+                name: _text(value)
                 for name, value in ((_text(k), v) for k, v in pipe.hgetall(TOTALS_KEY).items())
                 if name.startswith("_")
             }
@@ -112,22 +121,28 @@ def fold(session: Session, redis: Redis, now: datetime) -> None:
                 pipe.hset(TOTALS_KEY, THROUGH, first - 1)
                 pipe.execute()
                 return
-            seq = session.execute(SEQUENCE_POSITION).scalar_one()
-            snapshot = session.execute(SNAPSHOT).one()
-            candidate = (state.get(CANDIDATE_SEQ), state.get(CANDIDATE_XMAX))
-            settled = candidate[0] is not None and snapshot.xmin >= (candidate[1] or 0)
-            if candidate[0] is not None and not settled:
-                return  # a transaction that may hold a lower id is still running
+            through = int(state[THROUGH])
+            candidate = int(state[CANDIDATE_SEQ]) if CANDIDATE_SEQ in state else None
+            if candidate is not None and _still_running(session, state.get(CANDIDATE_XIDS, "")):
+                return  # a transaction that may hold a lower id has not ended yet
+            seq = int(session.execute(SEQUENCE_POSITION).scalar_one())
+            writing = session.execute(WRITING_TRANSACTIONS).scalar_one()
             pipe.multi()
-            if settled and candidate[0] is not None and candidate[0] > state[THROUGH]:
-                params = {"after": state[THROUGH], "through": candidate[0], "types": OUTCOME_EVENTS}
+            if candidate is not None and candidate > through:
+                params = {"after": through, "through": candidate, "types": OUTCOME_EVENTS}
                 for key, n in _grouped(session.execute(RANGE, params)):
                     pipe.hincrby(TOTALS_KEY, key.field(), n)
-                pipe.hset(TOTALS_KEY, THROUGH, candidate[0])
-            pipe.hset(TOTALS_KEY, mapping={CANDIDATE_SEQ: seq, CANDIDATE_XMAX: snapshot.xmax})
+                pipe.hset(TOTALS_KEY, THROUGH, candidate)
+            pipe.hset(TOTALS_KEY, mapping={CANDIDATE_SEQ: seq, CANDIDATE_XIDS: writing})
             pipe.execute()
         except WatchError:
             return  # another process folded first
+
+
+def _still_running(session: Session, xids: str) -> bool:
+    if not xids:
+        return False
+    return bool(session.execute(STILL_RUNNING, {"xids": xids.split(",")}).scalar_one())
 
 
 def _first_id_of_day(session: Session, now: datetime) -> int:

@@ -25,11 +25,13 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterable
 
 from redis import Redis
 from redis.exceptions import RedisError
 
+from app.metrics.counters import HEARTBEAT_INDEX_KEY
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,12 @@ class Heartbeat:
 
     def beat(self) -> None:
         # SET, not EXPIRE: a key that vanished (flush, eviction) comes back on the next beat.
-        self.redis.set(heartbeat_key(self.identity), "1", px=self.ttl_ms)
+        # The index (identity -> expiry) lets /metrics count live processes without
+        # scanning a keyspace that holds every limiter window.
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(heartbeat_key(self.identity), "1", px=self.ttl_ms)
+            pipe.zadd(HEARTBEAT_INDEX_KEY, {self.identity: time.time() * 1000 + self.ttl_ms})
+            pipe.execute()
 
     def start(self) -> None:
         self.beat()  # alive before the first claim can be committed
@@ -80,6 +87,7 @@ class Heartbeat:
             self._thread.join(self.interval + 1)
         try:
             self.redis.delete(heartbeat_key(self.identity))
+            self.redis.zrem(HEARTBEAT_INDEX_KEY, self.identity)
         except RedisError:
             log.warning("heartbeat.delete_failed", extra={"holder": self.identity})
 
