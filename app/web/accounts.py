@@ -62,10 +62,9 @@ def _pool(session: Session, accounts: list[Account]) -> list[dict[str, Any]]:
 @web.route("/accounts")
 def accounts() -> str:
     with unit_of_work() as session:
-        rows = _pool(session, account_service.list_accounts(session, client_id=current_client_id()))
-        for row in rows:
-            account = session.get(Account, row["id"])
-            assert account is not None
+        pool = account_service.list_accounts(session, client_id=current_client_id())
+        rows = _pool(session, pool)
+        for row, account in zip(rows, pool, strict=True):
             row["ramp"] = ramp_points(account, _settings(), days=14)
     return render_template("web/accounts.html", active="accounts", rows=rows)
 
