@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from app.extensions import db
 from app.models import Account, BlacklistCheck, Event
 from app.services.blacklist import account_blacklisted
 from tests.dns_server import LocalDns, local_dns, tcp_query
+from tests.test_alerts import FakeBotApi
+from worker import tasks
 from worker.jobs import blacklist
 
 LISTED_IP, CLEAN_IP, REFUSED_IP, PUBLIC_RESOLVER_IP = (
@@ -254,3 +257,36 @@ def test_without_any_account_or_relay_there_is_nothing_to_check(app, app_context
     _use(app, monkeypatch, dns, sending_ips=[])
     run = blacklist.run_blacklist_check(now=T0)
     assert run.checked == 0 and db.session.query(BlacklistCheck).count() == 0
+
+
+def test_the_daily_task_pauses_and_its_alert_reaches_the_clients_telegram_chat(
+    app, factory, monkeypatch, dns
+):
+    """The shim beat calls, then the alert task, delivered to a local Bot API stand-in."""
+    bot = FakeBotApi({"ok": True, "result": {"message_id": 1}})
+    try:
+        _use(
+            app, monkeypatch, dns,
+            telegram_bot_token=SecretStr("42:token"), telegram_chat_id="-100",
+            telegram_api_base=bot.base,
+        )  # fmt: skip
+        queued: list[list[str]] = []
+
+        class Broker:
+            def send_task(self, name: str, args: list[str], queue: str) -> None:
+                assert name == "sendfleet.telegram"
+                queued.append(args)
+
+        monkeypatch.setattr(blacklist.alerts, "current_celery", Broker())
+        brand = factory.create_client(name="Brand", telegram_chat_id="-100777")
+        account = factory.create_account(email="x@listed.example", client_id=brand.id)
+        with app.app_context():
+            tasks.blacklist_check()
+            for args in queued:
+                tasks.telegram.apply(args=args).get()
+        assert _state(account) == ("paused", "blacklist", None)
+        chats = {r[1]["chat_id"]: r[1]["text"] for r in bot.requests}
+        assert "listed.example is listed on dbl.bl.test" in chats["-100777"]
+        assert chats["-100777"].startswith("[Brand] Blacklist:")
+    finally:
+        bot.close()

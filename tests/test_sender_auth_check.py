@@ -19,6 +19,7 @@ from app.extensions import db
 from app.models import SenderAuthCheck
 from app.services.sender_domains import domain_auth_passing
 from tests.dns_server import LocalDns, local_dns
+from worker import tasks
 from worker.jobs import domain_checks
 
 T0 = datetime(2026, 12, 2, 5, 0, tzinfo=UTC)
@@ -214,3 +215,13 @@ def test_a_new_failure_alerts_the_domains_clients_once(
     assert text.startswith("Sender authentication of nodkim.example fails. DKIM: no DKIM key")
     again = domain_checks.run_sender_auth_check(now=T0 + timedelta(days=1))
     assert again.alerts == [] and again.failing == {"nodkim.example": ["dkim"]}
+
+
+def test_the_daily_task_records_every_own_domain(app, factory, monkeypatch, dns):
+    _use(app, monkeypatch, dns)
+    factory.create_account(provider="gmail", email="a@good.example")
+    factory.create_account(provider="sendgrid", email="b@omits.example")
+    with app.app_context():
+        tasks.sender_auth_check()  # the shim beat calls by name
+    recorded = {c.domain: (c.spf, c.dkim) for c in db.session.query(SenderAuthCheck).all()}
+    assert recorded == {"good.example": ("pass", "pass"), "omits.example": ("fail", "pass")}
