@@ -202,3 +202,15 @@ def test_history_older_than_the_setting_is_pruned(app, factory, trusting, server
     run = _run(app, "run_health_checks")
     assert run.pruned == 1
     assert db.session.scalar(select(HealthCheck.checked_at)) > old
+
+
+def test_a_pass_still_running_makes_the_next_one_a_no_op(app, factory, trusting, server):
+    from worker.jobs.locks import RedisLock
+
+    account = _account(factory, server)
+    running = RedisLock(app.extensions["redis"], "health_checks", 60)
+    assert running.acquire()
+    assert _run(app, "run_health_checks").skipped is True
+    assert _fresh(account.id).last_health_check_at is None
+    running.release()
+    assert _run(app, "run_health_checks").checked == 1

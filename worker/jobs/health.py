@@ -30,6 +30,7 @@ from app.services.health_checks import (
 from app.settings import Settings
 from rotator.endpoint import SmtpEndpoint
 from worker.jobs import alerts
+from worker.jobs.locks import RedisLock
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class HealthRun:
     resumed: list[int] = field(default_factory=list)
     kept_paused: list[int] = field(default_factory=list)
     pruned: int = 0
+    skipped: bool = False  # another pass was still running
 
     def log_fields(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class HealthRun:
             "resumed": self.resumed,
             "kept_paused": self.kept_paused,
             "pruned": self.pruned,
+            "skipped": self.skipped,
         }
 
 
@@ -64,11 +67,21 @@ class _Target:
 
 
 def run_health_checks(clock: Clock | None = None) -> HealthRun:
-    """Every account but the disabled ones."""
+    """Every account but the disabled ones. A pass still running when the next is due (slow
+    servers, a big pool) makes the next one a no-op rather than a second pass beside it."""
     now = (clock or _now)()
-    run = check_accounts(Account.status != AccountStatus.DISABLED.value, clock=clock)
-    with unit_of_work() as session:
-        run.pruned = prune_history(session, _settings(), now=now)
+    lock = RedisLock(
+        current_app.extensions["redis"], "health_checks", _settings().health_check_interval_seconds
+    )
+    if not lock.acquire():
+        log.info("health.pass_still_running")
+        return HealthRun(skipped=True)
+    try:
+        run = check_accounts(Account.status != AccountStatus.DISABLED.value, clock=clock)
+        with unit_of_work() as session:
+            run.pruned = prune_history(session, _settings(), now=now)
+    finally:
+        lock.release()
     return run
 
 
