@@ -208,7 +208,8 @@ class Settings(BaseSettings):
     # Only for `sending` rows with no recorded holder (written by an older version): a held
     # row is judged by its holder's heartbeat, never by its age.
     send_lease_seconds: int = Field(600, ge=1)
-    # Only for `queued` rows no send process has started on (the task is still in the broker).
+    # Only for `queued` rows no send process has started on (the task is still in the broker),
+    # counted from the moment the send was placed at (it may be placed ahead).
     queued_stale_seconds: int = Field(300, ge=1)
     recovery_interval_seconds: float = Field(15, gt=0)
     heartbeat_interval_seconds: float = Field(5, gt=0, le=300)

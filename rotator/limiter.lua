@@ -57,9 +57,16 @@ if (op == "reserve" or op == "used" or op == "move") and ARGV[4] == "1" then
   nkeys = nkeys - 1
 end
 
+-- A window must outlive its latest member by its span, and members may be placed ahead:
+-- its expiry only ever moves later (never cut short by a write of an earlier member).
+local function keep_until(i, latest)
+  local ms = math.ceil((latest - now + span[i]) / 1000)
+  if redis.call("PTTL", KEYS[i]) < ms then redis.call("PEXPIRE", KEYS[i], ms) end
+end
+
 local live = {}     -- members in window i now, counting this call's pending adds
 local pending = {}  -- "score, member" pairs reserved in this call, not yet written
-local touched = {}
+local latest = {}   -- the latest score reserved in window i by this call
 
 local function load(i)
   local c = live[i]
@@ -81,7 +88,6 @@ local function flush(i)
     redis.call("ZADD", KEYS[i], unpack(p, from, math.min(from + 3999, #p)))
   end
   pending[i] = {}
-  touched[i] = true
 end
 
 -- The earliest time (us) at which window i counts fewer than `limit` members scored
@@ -136,6 +142,7 @@ if op == "reserve" then
         p[#p + 1] = at
         p[#p + 1] = token
         live[i] = live[i] + 1
+        if latest[i] == nil or at > latest[i] then latest[i] = at end
       end
       out[#out + 1] = 1; out[#out + 1] = at; out[#out + 1] = -1
     else
@@ -147,7 +154,7 @@ if op == "reserve" then
   end
   for i = 1, nkeys do
     flush(i)
-    if touched[i] then redis.call("PEXPIRE", KEYS[i], math.ceil(span[i] / 1000)) end
+    if latest[i] then keep_until(i, latest[i]) end
   end
   return out
 elseif op == "release" then
@@ -175,7 +182,7 @@ elseif op == "move" then
   if worst > 0 then return {0, worst} end
   for i = 1, nkeys do
     redis.call("ZADD", KEYS[i], now, token)
-    redis.call("PEXPIRE", KEYS[i], math.ceil(span[i] / 1000))
+    keep_until(i, now)
   end
   return {1, now}
 elseif op == "used" then
@@ -198,7 +205,12 @@ elseif op == "restore" then
     for from = at, last, 7000 do  -- below Lua's C stack limit for unpack
       redis.call("ZADD", KEYS[i], unpack(tokens, from, math.min(from + 6999, last)))
     end
-    redis.call("PEXPIRE", KEYS[i], math.ceil(span[i] / 1000))
+    local top = now
+    for j = at, last, 2 do
+      local score = tonumber(tokens[j])
+      if score > top then top = score end
+    end
+    keep_until(i, top)
     at = last + 1
   end
   return (at - 1) / 2

@@ -41,6 +41,8 @@ def send_batch(self: Task, account_id: int, recipient_ids: list[int]) -> None:
         raise self.retry(exc=exc, **retry) from None
     if result.duplicates:
         log.info("send.duplicate", extra={"account_id": account_id, "count": result.duplicates})
+    if result.late:
+        log.info("send.placed_again", extra={"account_id": account_id, "count": result.late})
 
 
 @shared_task(name="sendfleet.send_message", ignore_result=True)

@@ -64,13 +64,15 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_worker(self, name: str = "worker") -> None:
+    def start_worker(self, name: str = "worker", queues: str | None = None) -> None:
+        """`queues`: e.g. "sendfleet.dispatch" for a control worker alone; all by default."""
         log_path = self.workdir / f"{name}.log"
         start = log_path.stat().st_size if log_path.exists() else 0
         self._start(
             name,
             [
                 "worker",
+                *(["-Q", queues] if queues else []),
                 "--pool",
                 "prefork",
                 "-c",

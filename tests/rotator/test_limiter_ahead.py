@@ -147,3 +147,19 @@ def test_an_exact_window_is_counted_without_the_slack(redis_client) -> None:
     pace = Window(Scope.ACCOUNT, "1", 0.5, 1, exact=True)
     placed = limiter.reserve_many([[pace]] * 3, now=T0, horizon=5)
     assert [d.at for d in placed] == [T0, T0 + 0.5, T0 + 1.0]
+
+
+def test_a_window_outlives_its_latest_place_by_its_span(redis_client) -> None:
+    """Places ahead keep their window alive: a pace window of 10 s holding a place 30 s ahead
+    lives 40 s, and a later write of an earlier place never shortens that."""
+    limiter = Limiter(redis_client)
+    pace = Window(Scope.ACCOUNT, "1", 10.0, 1, exact=True)
+    placed = limiter.reserve_many([[pace]] * 4, horizon=30)
+    assert placed[-1].at - placed[0].at == pytest.approx(30, abs=0.01)
+    ttl = redis_client.pttl(limiter._key(pace)) / 1000
+    assert 39 < ttl <= 40
+    moved = limiter.move([Window(Scope.ACCOUNT, "9", 10.0, 1, exact=True)], "none")
+    assert moved.allowed
+    limiter.release([pace], placed[0].token)
+    assert limiter.reserve([Window(Scope.ACCOUNT, "1", 60, 100)]).allowed
+    assert 38 < redis_client.pttl(limiter._key(pace)) / 1000 <= 40

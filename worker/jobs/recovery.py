@@ -60,7 +60,7 @@ REQUEUE_STALE = text(
     WITH stale AS (
         SELECT id, account_id, reservation, claimed_by FROM recipients
         WHERE status = 'queued'
-          AND ((claimed_by IS NULL AND queued_at < :cutoff)
+          AND ((claimed_by IS NULL AND coalesce(slot_at, queued_at) < :cutoff)
                OR claimed_by = ANY(CAST(:dead AS text[])))
         FOR UPDATE SKIP LOCKED
     ), back AS (
