@@ -219,11 +219,15 @@ def _listing_alerts(
     out = []
     for client_id, mine in _by_client(accounts).items():
         paused = [a for a in mine if a.id in run.paused]
-        who = f"Paused {len(paused)} account(s): {_names(paused)}. " if paused else ""
+        who = (
+            f"Paused {len(paused)} account(s): {_names(paused)}; they return (through the "
+            "health check) once every list says clean. "
+            if paused
+            else ""
+        )
         text_ = (
             f"Blacklist: {target.kind} {target.value} is listed on "
-            f"{', '.join(result.lists_hit)}. {who}They return (through the health check) "
-            f"once every list says clean. What to do: {advice}."
+            f"{', '.join(result.lists_hit)}. {who}What to do: {advice}."
         )
         out.append(Alert(f"blacklist:listed:{client_id}:{target.value}", text_, client_id))
     return out
