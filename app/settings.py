@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     send_jitter_seconds: float = Field(0, ge=0, le=60)
     send_slot_tolerance_seconds: float = Field(1.0, gt=0, le=30)
     send_pacing: bool = True
+    # Soft time limit of one send task (a group of up to SEND_GROUP_SIZE messages); the hard
+    # limit is a minute more.
+    send_task_time_limit_seconds: int = Field(1800, ge=60)
     retry_delays_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [300, 900, 3600]
     )

@@ -28,3 +28,11 @@ def test_beat_schedule_comes_from_settings(settings):
     assert schedule["dispatch"]["schedule"] == settings.dispatch_interval_seconds
     assert schedule["dispatch"]["options"]["expires"] == settings.dispatch_interval_seconds
     assert schedule["recover"]["task"] == "sendfleet.recover"
+
+
+def test_send_tasks_have_soft_and_hard_time_limits(settings):
+    limits = celery_config(settings)["task_annotations"]["sendfleet.send_batch"]
+    assert limits["soft_time_limit"] == settings.send_task_time_limit_seconds
+    assert limits["time_limit"] > limits["soft_time_limit"]
+    # Other tasks (dispatch, recovery, alerts) are not limited by the send tasks' limits.
+    assert set(celery_config(settings)["task_annotations"]) == {"sendfleet.send_batch"}

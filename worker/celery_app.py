@@ -43,6 +43,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange": DISPATCH_QUEUE,
         "task_default_routing_key": DISPATCH_QUEUE,
         "task_routes": {"sendfleet.send_batch": {"queue": SEND_QUEUE}},
+        # A send task that runs past its soft limit stops between messages' steps (the send
+        # path gives its rows up to recovery's rules, as on any exception); the hard limit
+        # kills a process stuck beyond that. SMTP steps have their own timeouts.
+        "task_annotations": {
+            "sendfleet.send_batch": {
+                "soft_time_limit": settings.send_task_time_limit_seconds,
+                "time_limit": settings.send_task_time_limit_seconds + 60,
+            }
+        },
         "beat_schedule": beat_schedule(settings),
         # celery-redbeat (worker/beat.py): schedule and lock in Redis, one scheduler at a time.
         "beat_scheduler": "worker.beat:SendfleetScheduler",
