@@ -130,3 +130,18 @@ def test_a_domain_back_off_past_today_moves_its_recipients_later(api, factory):
         d for d in body["days"] if d["by_domain"] == [{"domain": "slow.example", "sends": 1}]
     )
     assert slow["day"] == 2
+
+
+def test_a_long_domain_list_names_the_biggest_and_counts_the_rest(api, factory):
+    factory.create_account(daily_limit=1000)
+    campaign = factory.create_campaign()
+    factory.create_recipients(campaign, [f"p{i}@d{i}.example" for i in range(60)])
+    factory.create_recipients(campaign, [f"q{i}@d0.example" for i in range(4)])
+    body = _forecast(api, campaign.id).json
+    [today] = body["days"]
+    assert len(today["by_domain"]) == 50 and today["by_domain"][0] == {
+        "domain": "d0.example",
+        "sends": 5,
+    }
+    assert today["other_domains"] == {"domains": 10, "sends": 10}
+    assert body["domains_total"] == 60 and body["domains"][0]["domain"] == "d0.example"

@@ -164,3 +164,18 @@ def test_a_domain_under_a_back_off_waits_for_its_end():
         (0, {"gmail.com": 5}),
         (2, {"slow.example": 10}),
     ]
+
+
+def test_domains_are_served_oldest_rows_first_when_another_limit_binds():
+    # Listed in the order of each domain's first recipient, as the dispatcher claims rows.
+    first, second, third = (
+        DomainInput("a.example", 10, 20),
+        DomainInput("b.example", 10, 20),
+        (DomainInput("c.example", 10, 20)),
+    )
+    result = simulate(_input([_account(cap=15)], [first, second, third]))
+    assert [d.by_domain for d in result.days] == [
+        {"a.example": 10, "b.example": 5},
+        {"b.example": 5, "c.example": 10},
+    ]
+    assert result.days[0].binding.scope == "accounts"

@@ -113,7 +113,9 @@ def test_a_daily_cap_splits_today_the_way_the_dispatcher_picks_accounts(app, fac
 
 def test_a_recipient_domain_limit_decides_today(app, factory, smtp_servers):
     _built_windows(app)
-    _pool(factory, smtp_servers, [100, 100])
+    # 7 sends: 3 even the two out, then 2 each (equal accounts take turns, from whichever
+    # the dispatcher's rotation starts with, so an odd split of a tie would be a coin toss).
+    first, second = _pool(factory, smtp_servers, [100, 103])
     db.session.add(
         LimitOverride(scope="recipient_domain", key="acme.example", client_id=1, per_day=3)
     )
@@ -129,6 +131,8 @@ def test_a_recipient_domain_limit_decides_today(app, factory, smtp_servers):
         acme["message"]
         == "acme.example is limited to 3 a day: its 8 recipients take 3 sending days"
     )
+    today = forecast["days"][0]
+    assert {e["account_id"]: e["sends"] for e in today["by_account"]} == {first.id: 2, second.id: 5}
     by_domain = _assert_forecast_is_what_was_sent(app, campaign, forecast)
     assert dict(by_domain) == {d["domain"]: d["sends"] for d in forecast["days"][0]["by_domain"]}
     assert forecast["finish_day"] == 2

@@ -115,7 +115,7 @@ def campaign_forecast(
         ),
         domains=tuple(
             _domain_input(name, n, campaign.client_id, table, settings, counted, backoffs)
-            for name, n in sorted(waiting.items())
+            for name, n in waiting.items()
         ),
         sending_domains=_sending_domain_caps(accounts, campaign.client_id, table, counted),
         campaign=_campaign_cap(campaign, counted),
@@ -173,6 +173,8 @@ def _waiting_by_domain(session: Session, campaign: Campaign, notes: list[str]) -
         select(Recipient.domain, func.count(), func.count().filter(suppressed))
         .where(Recipient.campaign_id == campaign.id, Recipient.status.in_(WAITING))
         .group_by(Recipient.domain)
+        # The dispatcher claims the oldest rows first: domains in the order they start.
+        .order_by(func.min(Recipient.id))
     ).tuples()
     waiting: dict[str, int] = {}
     dropped = 0

@@ -8,6 +8,10 @@ from typing import Any
 from app.models import Campaign
 from app.services.forecast_model import HORIZON_DAYS, Forecast, ForecastInput
 
+# The answer names the biggest domains; the rest are counted (a list may have thousands).
+DOMAINS_SHOWN = 200
+DAY_DOMAINS_SHOWN = 50
+
 
 def forecast_answer(
     campaign: Campaign,
@@ -40,7 +44,8 @@ def forecast_answer(
             "by_account": [
                 {"account_id": a, "sends": n} for a, n in sorted(day.by_account.items())
             ],
-            "by_domain": [{"domain": d, "sends": n} for d, n in sorted(day.by_domain.items())],
+            "by_domain": [{"domain": d, "sends": n} for d, n in _largest(day.by_domain)],
+            "other_domains": _rest(day.by_domain),
         }
         for day in result.days
     ]
@@ -71,8 +76,9 @@ def forecast_answer(
                 "sending_days": p.days_sending,
                 "message": p.message,
             }
-            for p in sorted(result.domains, key=lambda p: (-p.waiting, p.domain))
+            for p in sorted(result.domains, key=lambda p: (-p.waiting, p.domain))[:DOMAINS_SHOWN]
         ],
+        "domains_total": len(result.domains),
         "accounts": [
             {
                 "account_id": a.id,
@@ -88,6 +94,16 @@ def forecast_answer(
         "excluded_accounts": excluded,
         "assumptions": notes,
     }
+
+
+def _largest(sends: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(sends.items(), key=lambda item: (-item[1], item[0]))[:DAY_DOMAINS_SHOWN]
+
+
+def _rest(sends: dict[str, int]) -> dict[str, int]:
+    """The domains a day's list leaves out (a list of thousands of small domains)."""
+    rest = sorted(sends.values(), reverse=True)[DAY_DOMAINS_SHOWN:]
+    return {"domains": len(rest), "sends": sum(rest)}
 
 
 def _summary(result: Forecast, on: Any) -> str:

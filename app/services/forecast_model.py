@@ -12,8 +12,8 @@ days yesterday's sends have left the window by then), and a per-minute limit tim
 open minutes. Any account may send to any domain, so the greedy dispatcher reaches that
 minimum (a recipient refused by one account is offered the next; one refused by its
 domain waits for the next day). The sends are split over accounts the way the dispatcher
-picks them (most capacity left first) and over domains in proportion to what each still
-has waiting. Work per day is O(accounts + domains), never per recipient."""
+picks them (most capacity left first) and over domains oldest rows first, as it claims
+them. Work per day is O(accounts + domains served), never per recipient."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ class Forecast:
 
 
 def simulate(data: ForecastInput, horizon: int = HORIZON_DAYS) -> Forecast:
-    waiting = {d.domain: d.waiting for d in data.domains}
+    waiting = {d.domain: d.waiting for d in data.domains if d.waiting > 0}
     domains = {d.domain: d for d in data.domains}
     plans = {d.domain: DomainPlan(d.domain, d.waiting, d.per_day, d.freemail) for d in data.domains}
     others = {c.id: c.waiting for c in data.competitors}
@@ -153,6 +153,7 @@ def simulate(data: ForecastInput, horizon: int = HORIZON_DAYS) -> Forecast:
             plans[domain].days_sending += 1
             if waiting[domain] == 0:
                 plans[domain].finish_day = day
+                del waiting[domain]  # only domains still waiting are looked at again
         left -= result.sends
         if left == 0:
             finish = day
@@ -179,25 +180,48 @@ def _one_day(
         key: min(room, data.sending_domains.get(key, Cap()).room(day, minutes))
         for key, room in by_group.items()
     }
-    domain_room = {
-        name: min(left, _domain_cap(domains[name], day))
-        for name, left in waiting.items()
-        if left and day >= domains[name].available_from
-    }
     terms: list[tuple[float, Binding]] = [
         (sum(group_room.values()), _accounts_binding(data, day, group_room, by_group)),
-        (sum(domain_room.values()), _domains_binding(domain_room, waiting, domains)),
         (data.campaign.room(day, minutes), Binding("campaign", "the campaign's daily cap")),
         (data.client.room(day, minutes), Binding("client", "the client's limit")),
         (data.system.room(day, minutes), Binding("system", "the system limit")),
     ]
-    sends_f, binding = min(terms, key=lambda t: t[0])
-    sends = int(sends_f)
+    other_room, binding = min(terms, key=lambda t: t[0])
+    by_domain, capped = _serve_domains(int(other_room), day, waiting, domains)
+    sends = sum(by_domain.values())
+    if sends < other_room:
+        binding = _domains_binding(capped, waiting, domains)
     if sends <= 0:
         return Day(day, _date(data, day), 0, binding, {}, {}) if day == 0 else None
-    by_domain = _split_proportionally(sends, domain_room, waiting)
     by_account = _split_accounts(sends, data, day, account_room, group_room)
     return Day(day, _date(data, day), sends, binding, by_account, by_domain)
+
+
+def _serve_domains(
+    room: int, day: int, waiting: dict[str, int], domains: dict[str, DomainInput]
+) -> tuple[dict[str, int], list[str]]:
+    """The day's sends over the recipient domains, oldest rows first as the dispatcher
+    claims them (`waiting` is in the order of each domain's first recipient): each domain
+    as many as it waits for and its limit allows, until `room` is used up. Also the
+    domains whose limit held some back. Touches only the domains served, so a day costs
+    its sends, not the whole list."""
+    given: dict[str, int] = {}
+    capped: list[str] = []
+    left = room
+    for name, count in waiting.items():
+        if left <= 0:
+            break
+        domain = domains[name]
+        if day < domain.available_from:
+            continue
+        cap = _domain_cap(domain, day)
+        take = min(count, cap, left)
+        if cap < count:
+            capped.append(name)
+        if take > 0:
+            given[name] = take
+            left -= take
+    return given, capped
 
 
 def _account_room(
@@ -252,9 +276,8 @@ def _accounts_binding(
 
 
 def _domains_binding(
-    domain_room: dict[str, int], waiting: dict[str, int], domains: dict[str, DomainInput]
+    capped: list[str], waiting: dict[str, int], domains: dict[str, DomainInput]
 ) -> Binding:
-    capped = [name for name, room in domain_room.items() if room < waiting[name]]
     if not capped:
         return Binding("none", "recipients: everything waiting goes")
     biggest = max(capped, key=lambda name: waiting[name])
@@ -265,32 +288,6 @@ def _domains_binding(
         + (f" (and {len(capped) - 1} more domains)" if len(capped) > 1 else ""),
         biggest,
     )
-
-
-def _split_proportionally(
-    total: int, room: dict[str, int], waiting: dict[str, int]
-) -> dict[str, int]:
-    """`total` over the domains in proportion to their waiting recipients, none past its
-    room; what a full domain cannot take goes round the others again."""
-    given = dict.fromkeys(room, 0)
-    left = total
-    open_ = {name for name, r in room.items() if r > 0}
-    while left > 0 and open_:
-        weight = sum(waiting[name] - given[name] for name in open_)
-        shares = {
-            name: min(room[name] - given[name], left * (waiting[name] - given[name]) // weight)
-            for name in open_
-        }
-        handed = sum(shares.values())
-        if handed == 0:  # rounding: one each, largest waiting first
-            for name in sorted(open_, key=lambda n: (given[n] - waiting[n], n))[:left]:
-                shares[name] = 1
-            handed = sum(shares.values())
-        for name, share in shares.items():
-            given[name] += share
-        left -= handed
-        open_ = {name for name in open_ if given[name] < room[name]}
-    return {name: n for name, n in given.items() if n}
 
 
 def _split_accounts(

@@ -36,13 +36,23 @@ class DomainSendsSchema(ma.Schema):
     sends = fields.Integer(required=True)
 
 
+class OtherDomainsSchema(ma.Schema):
+    domains = fields.Integer(required=True)
+    sends = fields.Integer(required=True)
+
+
 class ForecastDaySchema(ma.Schema):
     date = fields.Date(required=True, metadata={"description": "in the window's time zone"})
     day = fields.Integer(required=True, metadata={"description": "0: today"})
     sends = fields.Integer(required=True)
     binding = fields.Nested(BindingSchema, required=True)
     by_account = fields.List(fields.Nested(AccountSendsSchema), required=True)
-    by_domain = fields.List(fields.Nested(DomainSendsSchema), required=True)
+    by_domain = fields.List(
+        fields.Nested(DomainSendsSchema),
+        required=True,
+        metadata={"description": "the 50 domains with the most sends that day"},
+    )
+    other_domains = fields.Nested(OtherDomainsSchema, required=True)
 
 
 class ForecastDomainSchema(ma.Schema):
@@ -95,7 +105,12 @@ class ForecastSchema(ma.Schema):
         required=True,
         metadata={"description": "days with sends (and today, even without)"},
     )
-    domains = fields.List(fields.Nested(ForecastDomainSchema), required=True)
+    domains = fields.List(
+        fields.Nested(ForecastDomainSchema),
+        required=True,
+        metadata={"description": "the 200 domains with the most recipients waiting"},
+    )
+    domains_total = fields.Integer(required=True)
     accounts = fields.List(fields.Nested(ForecastAccountSchema), required=True)
     excluded_accounts = fields.List(fields.Nested(ExcludedAccountSchema), required=True)
     assumptions = fields.List(fields.String(), required=True)
