@@ -171,6 +171,7 @@ def test_a_listing_pauses_what_it_concerns_and_alerts_each_client(
         "zen.bl.test": ["127.0.0.3"],
     }
     assert accounts["listed_domain"].paused_reason == "blacklisted: listed.example on dbl.bl.test"
+    assert "previous" not in relay.pause_details  # it was active
     for name in ("own_clean_ip", "refused_ip", "public_resolver_ip", "gmail"):
         assert _state(accounts[name]) == ("active", None, None), name
     assert _state(accounts["operator_paused"]) == ("paused", "operator", None)
@@ -251,6 +252,8 @@ def test_a_delisting_hands_the_accounts_to_the_health_check_and_alerts(
     run = blacklist.run_blacklist_check(now=last + timedelta(days=1))
     assert {a for a in run.paused} == {accounts["relay"].id, accounts["relay_other_client"].id}
     assert _state(accounts["relay"]) == ("paused", "blacklist", None)
+    assert accounts["relay"].pause_details["previous"]["paused_by"] == "blacklist"
+    assert accounts["relay"].pause_details["previous"]["paused_until"].startswith("2026-12-04")
 
 
 def test_without_any_account_or_relay_there_is_nothing_to_check(app, app_context, monkeypatch, dns):

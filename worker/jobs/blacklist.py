@@ -43,8 +43,13 @@ PAUSE = text(
     """
     WITH changed AS (
         UPDATE accounts
-        SET status = 'paused', paused_by = :by, paused_reason = :reason,
-            pause_details = CAST(:details AS jsonb), paused_until = NULL, updated_at = now()
+        SET status = 'paused', paused_by = :by, paused_reason = :reason, paused_until = NULL,
+            -- a temporary pause it replaces stays on record
+            pause_details = CAST(:details AS jsonb) || CASE WHEN status = 'paused' THEN
+                jsonb_build_object('previous', jsonb_build_object('paused_by', paused_by,
+                    'paused_reason', paused_reason, 'paused_until', paused_until))
+                ELSE '{}'::jsonb END,
+            updated_at = now()
         WHERE id = :id
           AND (status = 'active' OR (status = 'paused' AND paused_until IS NOT NULL))
         RETURNING id, client_id
