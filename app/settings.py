@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     health_history_days: int = Field(30, ge=1)
     # Two beat processes by mistake: the one holding this Redis lock schedules; the other
     # waits and takes over when the lock's holder stops renewing it for this long.
-    beat_lock_timeout_seconds: int = Field(60, ge=2, le=3600)
+    beat_lock_timeout_seconds: int = Field(30, ge=2, le=3600)
     failures_before_pause: int = Field(3, ge=1)
     failure_pause_seconds: int = Field(86400, ge=60)
     policy_pause_seconds: int = Field(86400, ge=60)
