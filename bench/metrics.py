@@ -74,23 +74,27 @@ def run(database_url: str, t0: datetime, scrapes: int) -> dict[str, Any]:
         with unit_of_work() as session:
             rebuild_windows(session, Limiter(redis, require_epoch=True), settings, now=t0)
 
-        def scrape() -> dict[Any, float]:
+        def scrape() -> str:
             response = client.get("/metrics")
             assert response.status_code == 200
-            return parse(response.get_data(as_text=True))
+            return response.get_data(as_text=True)
 
-        out["first"], first = timed(scrape)
+        out["first"], body = timed(scrape)
+        first = parse(body)
         out["first_parts"] = _parts(family(first, "sendfleet_metrics_part_duration_seconds"))
         totals, parts = [], []
         for _ in range(scrapes):
             with db.engine.begin() as conn:
                 conn.execute(text(NEW_EVENTS))
-            seconds, samples = timed(scrape)
+            seconds, body = timed(scrape)
+            samples = parse(body)
             totals.append(seconds)
             parts.append(_parts(family(samples, "sendfleet_metrics_part_duration_seconds")))
             up = family(samples, "sendfleet_metrics_part_up")
             assert all(v == 1 for v in up.values()), up
         out["steady"] = statistics.median(totals)
+        out["outcomes_each"] = [p["outcomes"] for p in parts]
+        out["bytes"] = len(body)
         out["steady_parts"] = {part: statistics.median(p[part] for p in parts) for part in parts[0]}
         out["series"] = len(samples)
         with db.engine.connect() as conn:
@@ -131,7 +135,13 @@ def main() -> None:
             f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
         )
         admin(f'DROP DATABASE IF EXISTS "{name}"')
-    print(f"series in one scrape: {out['series']:,}; events: {out['events']:,}")
+    print(
+        f"series in one scrape: {out['series']:,} ({out['bytes'] / 1e6:.1f} MB); "
+        f"events: {out['events']:,}"
+    )
+    print(
+        "outcomes part, each steady scrape (ms):", [round(x * 1000) for x in out["outcomes_each"]]
+    )
     print(f"first scrape (totals start): {out['first'] * 1000:.0f} ms  {_line(out['first_parts'])}")
     print(
         f"steady scrape (median of {args.scrapes}, 300 new events each): "

@@ -4,6 +4,7 @@ status equal the table, and the dispatcher's ticks and the send processes are co
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -79,3 +80,13 @@ def test_metrics_after_a_campaign_sent_by_two_workers_match_the_database(
     assert family(samples, "sendfleet_dispatch_ticks_total")[frozenset()] > 0
     assert family(samples, "sendfleet_dispatch_queued_total")[frozenset()] >= 96
     assert seen_processes, "no send process was ever seen alive"
+
+    # Idle now: the dispatcher keeps ticking (every 0.5 s here) and says nothing at INFO.
+    names = ("worker-a", "worker-b", "beat")
+    before = {name: len(two_workers.log(name)) for name in names}
+    ticks = family(_scrape(client), "sendfleet_dispatch_ticks_total")[frozenset()]
+    time.sleep(4)
+    assert family(_scrape(client), "sendfleet_dispatch_ticks_total")[frozenset()] >= ticks + 3
+    for name in names:
+        idle = two_workers.log(name)[before[name] :]
+        assert "sendfleet.dispatch" not in idle and "dispatch.tick" not in idle, idle[-2000:]
