@@ -82,7 +82,8 @@ health_services_of() {
 mounted_files_of() {
   local file
   for file in "$@"; do
-    grep -oE '\.\./ops/[A-Za-z0-9_./-]+' "$file" | sed 's#^\.\./##; s#/$##' || true
+    # ../ops/x, or ${SOMETHING:-../ops}/x (compose/replica.yml)
+    grep -oE '\.\./ops\}?/[A-Za-z0-9_./-]+' "$file" | sed 's#^\.\./##; s#}##; s#/$##' || true
   done | sort -u | while read -r path; do
     [[ -e "$path" ]] && echo "$path"
   done

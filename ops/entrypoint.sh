@@ -15,7 +15,8 @@
 #
 # Settings come from the environment (app/settings.py); the few read here are:
 #   API_BIND (0.0.0.0:8000), API_WORKERS (2), LOG_LEVEL (INFO),
-#   BEAT_SCHEDULE_FILE (/tmp/sendfleet-celerybeat-schedule), DRAIN_TIMEOUT_SECONDS (300).
+#   BEAT_SCHEDULE_FILE (/tmp/sendfleet-celerybeat-schedule), DRAIN_TIMEOUT_SECONDS (1860: a
+#   send task's soft limit SEND_TASK_TIME_LIMIT_SECONDS, 1800, plus its hard minute).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ API_BIND=${API_BIND:-0.0.0.0:8000}
 API_WORKERS=${API_WORKERS:-2}
 LOG_LEVEL=${LOG_LEVEL:-INFO}
 BEAT_SCHEDULE_FILE=${BEAT_SCHEDULE_FILE:-/tmp/sendfleet-celerybeat-schedule}
-DRAIN_TIMEOUT_SECONDS=${DRAIN_TIMEOUT_SECONDS:-300}
+DRAIN_TIMEOUT_SECONDS=${DRAIN_TIMEOUT_SECONDS:-1860}
 
 # Two workers on one host must not share a Celery node name: control commands address them.
 node_name() {

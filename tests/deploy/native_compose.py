@@ -315,8 +315,17 @@ class Runtime:
                 hba.write("host all all all scram-sha-256\n")
             # pg_ctl's postmaster keeps its stdout: a captured pipe would never close.
             subprocess.run(
-                ["pg_ctl", "-D", str(data), "-w", "-l", str(self.state / "logs" / "initdb.log"),
-                 "-o", " ".join(settings), "start"],
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(data),
+                    "-w",
+                    "-l",
+                    str(self.state / "logs" / "initdb.log"),
+                    "-o",
+                    " ".join(settings),
+                    "start",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
