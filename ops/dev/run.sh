@@ -19,6 +19,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 $VENV/bin/python ops/dev/mailsink.py --port 1025 --folder var/mail & pids+=($!)
 $VENV/bin/gunicorn 'app:create_app()' --bind 127.0.0.1:5000 --workers 2 & pids+=($!)
+echo "run: web UI at http://localhost:5000/ (sign in with the login above; also in var/first-login.txt)"
 bash ops/entrypoint.sh worker & pids+=($!)
 bash ops/entrypoint.sh control & pids+=($!)
 BEAT_SCHEDULE_FILE=var/celerybeat-schedule bash ops/entrypoint.sh beat & pids+=($!)

@@ -75,9 +75,17 @@ def browser_page(browser: Any, live_server: str) -> Iterator[Any]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Console errors include Content-Security-Policy refusals and failed loads; an HTTP
+    # error status the test asked for (a 404 page, a refused form) is not one of them.
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error" and "status of 4" not in msg.text and errors.append(msg.text)
+        ),
+    )
     yield page
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"errors in the browser console: {errors}"
 
 
 @pytest.fixture

@@ -138,3 +138,29 @@ def test_unknown_pages_get_the_styled_404_and_api_keeps_json(client, user):
     api = client.get("/api/v1/nothing")
     assert api.status_code in (401, 404)
     assert api.is_json
+
+
+def test_an_unexpected_error_is_the_styled_500_page_without_a_traceback(
+    app, client, user, monkeypatch
+):
+    from app.web import campaigns
+
+    def broken() -> None:
+        raise RuntimeError("secret detail of the failure")
+
+    sign_in(client)
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
+    monkeypatch.setattr(campaigns, "_campaign_rows", broken)
+    response = client.get("/campaigns")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in body
+    assert "secret detail" not in body and "Traceback" not in body
+    assert 'href="/campaigns"' in body  # the layout's navigation
+
+
+def test_pages_carry_a_content_security_policy(client, user):
+    sign_in(client)
+    response = client.get("/campaigns")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
