@@ -144,3 +144,13 @@ def test_each_resume_alerts_once_whoever_resumed(app, factory, telegram_tasks):
     assert _run(app).resume_alerts == []
     [(text, chat)] = [t for t in telegram_tasks if "back in rotation" in t[0]]
     assert text.startswith("[Acme] Account") and "pause over" in text and chat == "-100777"
+
+
+def test_a_resume_the_health_check_announced_is_not_announced_again(app, factory, telegram_tasks):
+    account = factory.create_account()
+    with app.app_context():  # the health check's own alert (worker.jobs.health)
+        alerts.notify(f"account-resumed:{account.id}", "back: its health check passed")
+    db.session.add(Event(type="account_resumed", account_id=account.id, data={}))
+    db.session.commit()
+    assert _run(app).resume_alerts == []
+    assert len(telegram_tasks) == 1

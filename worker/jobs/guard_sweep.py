@@ -8,8 +8,9 @@
    its cost follows the recent refusals, not the size of the campaigns.
 2. Capacity: an active account that has used GUARD_CAP_ALERT_PERCENT of its cap today
    alerts once per UTC day (the limiter's day window, one Redis round trip for all).
-3. Resumes: an account that went back to rotation (an operator, the health check, a pause
-   that ran out) alerts once per resume, whoever resumed it.
+3. Resumes: an account that went back to rotation alerts, whoever resumed it (an operator,
+   the web UI, the health check, a pause that ran out). The key is the one the health check
+   uses (`account-resumed:<id>`), so a resume it announced already is not announced twice.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def alert_resumes(session: Session, now: datetime, result: SweepResult) -> None:
         data = row.data or {}
         why = data.get("reason") or ("by an operator" if data.get("source") == "api" else "")
         sent = alerts.notify(
-            f"account-resumed:{row.account_id}:{row.id}",
+            f"account-resumed:{row.account_id}",
             f"Account {row.account_id} ({row.name}) is back in rotation"
             + (f": {why}" if why else "."),
             client_id=row.client_id,
