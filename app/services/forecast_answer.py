@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.models import Campaign
-from app.services.forecast_model import HORIZON_DAYS, Forecast, ForecastInput
+from app.services.forecast_model import Forecast, ForecastInput
 
 # The answer names the biggest domains; the rest are counted (a list may have thousands).
 DOMAINS_SHOWN = 200
@@ -64,7 +64,7 @@ def forecast_answer(
         "finish_date": on(result.finish_day),
         "beyond_horizon": result.finish_day is None,
         "left_after_horizon": result.left_after_horizon,
-        "summary": _summary(result, on),
+        "summary": _summary(result, on, horizon),
         "days": days,
         "domains": [
             {
@@ -106,7 +106,7 @@ def _rest(sends: dict[str, int]) -> dict[str, int]:
     return {"domains": len(rest), "sends": sum(rest)}
 
 
-def _summary(result: Forecast, on: Any) -> str:
+def _summary(result: Forecast, on: Any, horizon: int) -> str:
     if result.total == 0:
         return "Nothing is waiting to be sent."
     first = result.days[0] if result.days else None
@@ -116,7 +116,7 @@ def _summary(result: Forecast, on: Any) -> str:
         lead += f"; {first.sends:,} {when}, bound by {first.binding.message}"
     if result.finish_day is None:
         return (
-            f"{lead}. Not finished within the {HORIZON_DAYS}-day horizon: "
+            f"{lead}. Not finished within the {horizon}-day horizon: "
             f"{result.left_after_horizon:,} still waiting beyond it."
         )
     return f"{lead}. Finishes on {on(result.finish_day).isoformat()} (day {result.finish_day + 1})."
