@@ -39,13 +39,14 @@ def init_sentry(settings: Settings) -> None:
         include_local_variables=False,
         max_request_body_size="never",
         traces_sample_rate=0.0,
-        before_send=lambda event, hint: scrub_event(redactor, event),
-        before_breadcrumb=lambda crumb, hint: scrub_event(redactor, crumb),
+        before_send=lambda event, _hint: scrub_event(redactor, event),
+        before_breadcrumb=lambda crumb, _hint: scrub_event(redactor, crumb),
     )
     _initialised_dsn = dsn
 
 
-def scrub_event(redactor: Redactor, event: dict[str, Any]) -> dict[str, Any]:
+def scrub_event(redactor: Redactor, event: Any) -> Any:
+    """An event or a breadcrumb, with what must not leave the process taken out."""
     request = event.get("request")
     if isinstance(request, dict):
         # Query strings name addresses (/u/<token>?email=, ?status=...&cursor=); the body is
@@ -53,5 +54,4 @@ def scrub_event(redactor: Redactor, event: dict[str, Any]) -> dict[str, Any]:
         for key in ("data", "cookies", "query_string"):
             if request.get(key):
                 request[key] = "[Filtered]"
-    scrubbed: dict[str, Any] = redactor.value(event)
-    return scrubbed
+    return redactor.value(event)

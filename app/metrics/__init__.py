@@ -69,7 +69,7 @@ def _scrape_registry(
         registry.register(_Both(own, collector))
         return registry
     registry = CollectorRegistry()
-    prometheus_multiprocess.MultiProcessCollector(registry)
+    prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(collector)
     return registry
 

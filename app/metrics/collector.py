@@ -27,6 +27,8 @@ from app.metrics.event_totals import outcome_totals
 
 log = logging.getLogger(__name__)
 
+MetricFamily = CounterMetricFamily | GaugeMetricFamily
+
 SEND_QUEUES = ("sendfleet.send", "sendfleet.dispatch")
 # Kombu's Redis transport keeps each priority level of a queue in its own list.
 _PRIORITY_SEPARATOR = "\x06\x16"
@@ -39,7 +41,7 @@ class Family:
     help: str
     labels: tuple[str, ...] = ()
 
-    def empty(self) -> Metric:
+    def empty(self) -> MetricFamily:
         if self.kind == "counter":
             return CounterMetricFamily(self.name, self.help, labels=self.labels)
         return GaugeMetricFamily(self.name, self.help, labels=self.labels)
@@ -158,7 +160,7 @@ FAMILIES = {
 }
 
 
-def _family(name: str) -> Metric:
+def _family(name: str) -> MetricFamily:
     return FAMILIES[name].empty()
 
 

@@ -109,7 +109,7 @@ def fold(session: Session, redis: Redis, now: datetime) -> None:
     may scrape at once: WATCH makes all but one of them give up, changing nothing."""
     with redis.pipeline() as pipe:
         try:
-            pipe.watch(TOTALS_KEY)
+            pipe.watch(TOTALS_KEY)  # type: ignore[no-untyped-call]
             state = {
                 name: _text(value)
                 for name, value in ((_text(k), v) for k, v in pipe.hgetall(TOTALS_KEY).items())
