@@ -25,9 +25,11 @@ from tests.pipeline import smtp_account
 
 TELEGRAM_TIMEOUT = 10  # seconds; a send that waited on Telegram would take at least this
 MIN_SENDS = 20  # GUARD_MIN_SENDS's default
-# After the pause is decided, at most: the outcomes other processes have not committed yet,
-# the message each of them is sending, and the sends until the next bounce shows the rate.
-IN_FLIGHT_ALLOWANCE = 10
+# Past the minimum, at most: the sends until a bounce triggers the check (about 1 in 3),
+# the outcome each of the other worker processes has not committed yet (the check cannot
+# see it), the message each process is sending while the pause commits. Three processes:
+# about 2 + 2 + 3, doubled for a loaded machine. Measured: 26 outcomes (of 300).
+IN_FLIGHT_ALLOWANCE = 15
 SEND_RUNTIME = re.compile(r"Task sendfleet\.send_batch\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
@@ -90,6 +92,7 @@ def test_a_campaign_where_a_third_hard_bounce_pauses_itself_and_alerts(
 
     counts = status_counts(campaign.id)
     finals = counts.get("sent", 0) + counts.get("bounced", 0)
+    print(f"paused after {finals} outcomes: {counts}")
     assert MIN_SENDS <= finals <= MIN_SENDS + IN_FLIGHT_ALLOWANCE, counts
     assert counts.get("pending", 0) == 300 - finals  # the rest waits for an operator
     assert sum(len(s.received) for s in smtp_servers) == counts["sent"]
