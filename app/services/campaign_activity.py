@@ -50,16 +50,20 @@ def sent_per_day(session: Session, campaign_id: int, *, client_id: int | None) -
 
 def latest_events(
     session: Session, campaign_id: int, *, client_id: int | None, limit: int = 20
-) -> list[Event]:
+) -> list[dict[str, Any]]:
+    """The newest events first, each with its recipient's address when it has one."""
     campaign_service.get_campaign(session, campaign_id, client_id=client_id)
-    return list(
-        session.execute(
-            select(Event)
-            .where(Event.campaign_id == campaign_id)
-            .order_by(Event.id.desc())
-            .limit(limit)
-        ).scalars()
+    rows = session.execute(
+        select(Event, Recipient.email)
+        .outerjoin(Recipient, Recipient.id == Event.recipient_id)
+        .where(Event.campaign_id == campaign_id)
+        .order_by(Event.id.desc())
+        .limit(limit)
     )
+    return [
+        {"created_at": e.created_at, "type": e.type, "data": e.data or {}, "email": email}
+        for e, email in rows
+    ]
 
 
 def find_recipients(

@@ -89,6 +89,14 @@ def test_the_wizard_from_upload_to_a_started_campaign(web, factory, smtp_server,
     assert "https://sendfleet.test/u/" in shown
     assert "Sendfleet Test Ltd, 1 Test Street" in shown  # the footer
 
+    with_html = {**message, "body_html": "<p>Hello <b>{{ given_name }}</b></p>"}
+    shown = post(
+        web, "/campaigns/new/preview", {**with_html, "preview_email": "bob@initech.example"}
+    )
+    html = shown.get_data(as_text=True)
+    assert 'sandbox srcdoc="&lt;p&gt;Hello &lt;b&gt;Bob&lt;/b&gt;' in html
+    assert "Content-Type</dt><dd>multipart/alternative" in html
+
     response = post(web, "/campaigns/new/message", message)
     assert response.headers["Location"] == "/campaigns/new/senders"
     response = post(
