@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 from celery import Celery
 from pydantic import SecretStr
@@ -253,3 +254,30 @@ def test_a_metrics_token_when_set_is_required(settings, database_url):
         assert "s3cret" not in wrong.get_data(as_text=True)
         right = anonymous.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
         assert right.status_code == 200 and "sendfleet_recipients" in right.get_data(as_text=True)
+
+
+def test_after_a_redis_loss_the_totals_start_again_at_the_days_first_event(
+    app, client, factory, redis_client
+):
+    account = factory.create_account(per_minute_limit=1000)
+    insert = text(
+        "INSERT INTO events (type, account_id, data, created_at) "
+        "VALUES (:type, :a, CAST(:d AS jsonb), :at)"
+    )
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    code = json.dumps({"smtp_code": 250})
+    with db.engine.begin() as conn:
+        for kind, at in [
+            ("sent", midnight - timedelta(hours=50)),
+            ("bounced", midnight - timedelta(hours=6)),
+            ("sent", midnight - timedelta(seconds=1)),
+            ("sent", now - timedelta(seconds=3)),
+            ("sent", now - timedelta(seconds=2)),
+            ("sent", now - timedelta(seconds=1)),
+        ]:
+            conn.execute(insert, {"type": kind, "a": account.id, "d": code, "at": at})
+    counts = outcome_counts(_scrape(client))
+    assert counts == {(str(account.id), "sent", "2xx"): 3}
+    redis_client.delete(event_totals.TOTALS_KEY)
+    assert outcome_counts(_scrape(client)) == counts
