@@ -51,6 +51,13 @@ class Event(Base):
         Index("ix_events_client_created", "client_id", "created_at"),
         # The last day's sends, read when the limiter's windows are rebuilt (app.services.sends).
         Index("ix_events_created_brin", "created_at", postgresql_using="brin"),
+        # An account's last resume: where the rate guards' window starts (migration 0010).
+        Index(
+            "ix_events_account_resumed",
+            "account_id",
+            "created_at",
+            postgresql_where=text("type = 'account_resumed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

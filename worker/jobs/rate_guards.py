@@ -56,19 +56,31 @@ _EXPLAINED = """
                 AND c.paused_by = 'guard')
 """
 
-ACCOUNT_OUTCOMES = text(
-    """
+# Where an account's window starts: its last resume (the partial index of migration 0010).
+_SINCE_RESUMED = """
     WITH since AS (
         SELECT greatest(CAST(:since AS timestamptz), max(created_at)) AS at
         FROM events
-        WHERE account_id = :account_id AND type = 'account_resumed' AND created_at > :since
-    ), recent AS (
-        SELECT e.type FROM events e, since
-        WHERE e.account_id = :account_id AND e.created_at >= since.at
-          AND e.type IN ('sent', 'bounced', 'failed') AND"""
+        WHERE account_id = ANY(CAST(:ids AS int[])) AND type = 'account_resumed'
+          AND created_at > :since
+    ),"""
+
+# Each account's last :window outcomes (one backward index scan each), then the newest
+# :window of them all: bounded by accounts x window, however busy the domain was.
+ACCOUNTS_OUTCOMES = text(
+    _SINCE_RESUMED
+    + """ recent AS (
+        SELECT o.type FROM unnest(CAST(:ids AS int[])) AS acc(id), since,
+        LATERAL (
+            SELECT e.type, e.created_at FROM events e
+            WHERE e.account_id = acc.id AND e.created_at >= since.at
+              AND e.type IN ('sent', 'bounced', 'failed') AND"""
     + _EXPLAINED
     + """
-        ORDER BY e.created_at DESC
+            ORDER BY e.created_at DESC
+            LIMIT :window
+        ) AS o
+        ORDER BY o.created_at DESC
         LIMIT :window
     )"""
     + _COUNT
@@ -76,24 +88,6 @@ ACCOUNT_OUTCOMES = text(
 
 DOMAIN_ACCOUNTS = text(
     "SELECT array_agg(id) FROM accounts WHERE client_id = :client_id AND sending_domain = :domain"
-)
-
-DOMAIN_OUTCOMES = text(
-    """
-    WITH since AS (
-        SELECT greatest(CAST(:since AS timestamptz), max(created_at)) AS at
-        FROM events
-        WHERE account_id = ANY(:ids) AND type = 'account_resumed' AND created_at > :since
-    ), recent AS (
-        SELECT e.type FROM events e, since
-        WHERE e.account_id = ANY(:ids) AND e.created_at >= since.at
-          AND e.type IN ('sent', 'bounced', 'failed') AND"""
-    + _EXPLAINED
-    + """
-        ORDER BY e.created_at DESC
-        LIMIT :window
-    )"""
-    + _COUNT
 )
 
 PAUSE_CAMPAIGN = text(
@@ -234,7 +228,7 @@ def check_account(
     session: Session, settings: Settings, account_id: int, now: datetime
 ) -> Tripped | None:
     """Pauses the active account when its rates cross a threshold."""
-    rates = _rates(session, ACCOUNT_OUTCOMES, {"account_id": account_id, **_window(settings, now)})
+    rates = _rates(session, ACCOUNTS_OUTCOMES, {"ids": [account_id], **_window(settings, now)})
     tripped = judge(settings, rates)
     if tripped is None:
         return None
@@ -273,7 +267,7 @@ def check_domain(
     ids = session.execute(DOMAIN_ACCOUNTS, {"client_id": client_id, "domain": domain}).scalar()
     if not ids:
         return None
-    rates = _rates(session, DOMAIN_OUTCOMES, {"ids": list(ids), **_window(settings, now)})
+    rates = _rates(session, ACCOUNTS_OUTCOMES, {"ids": list(ids), **_window(settings, now)})
     tripped = judge(settings, rates)
     if tripped is None:
         return None
