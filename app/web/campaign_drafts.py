@@ -10,6 +10,7 @@ import io
 from collections.abc import Iterator, Mapping
 from email import message_from_bytes
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 from flask import current_app
@@ -25,11 +26,14 @@ from app.services.forecast import campaign_allows
 from app.services.imports import ImportReport
 from app.services.outgoing import build_outgoing
 from app.settings import Settings
+from app.web.csv_peek import header_cells
 from app.web.wizard_state import Wizard
 from rotator.message import make_message_id
 from rotator.templates import TemplateError
 
 PREVIEW_CHOICES = 50
+PREVIEW_SAMPLE_ROWS = 500
+STAND_IN_SENDER = "sender@example.com"
 PREVIEW_ID = 0  # the preview's recipient id: its unsubscribe link is shaped like the real one
 
 
@@ -61,14 +65,21 @@ def campaign_data(wizard: Wizard, **overrides: Any) -> dict[str, Any]:
 class _DryRun:
     """`with _DryRun(...) as (session, campaign, report)`: created, then rolled back."""
 
-    def __init__(self, wizard: Wizard, data: Mapping[str, Any], settings: Settings) -> None:
+    def __init__(
+        self,
+        wizard: Wizard,
+        data: Mapping[str, Any],
+        settings: Settings,
+        path: Path | None = None,
+    ) -> None:
         self.wizard, self.data, self.settings = wizard, data, settings
+        self.path = path or wizard.path
 
     def __enter__(self) -> tuple[Session, Campaign, ImportReport]:
         self._uow = unit_of_work()
         session = self._uow.__enter__()
         self._savepoint = session.begin_nested()
-        self._file = self.wizard.path.open("rb")
+        self._file = self.path.open("rb")
         try:
             campaign, report = campaign_service.create_campaign(
                 session,
@@ -133,7 +144,7 @@ def preview(wizard: Wizard, data: Mapping[str, Any], email: str | None) -> dict[
     path's builder from the fields as the import stores them, and the addresses to choose
     from. :raises DomainError: the templates or settings are refused, as at creation."""
     settings = _settings()
-    with _DryRun(wizard, data, settings) as (session, campaign, _):
+    with _DryRun(wizard, data, settings, preview_sample(wizard)) as (session, campaign, _):
         recipients = list(
             session.execute(
                 select(Recipient.email)
@@ -147,16 +158,16 @@ def preview(wizard: Wizard, data: Mapping[str, Any], email: str | None) -> dict[
             wanted = wanted.where(Recipient.email == email.strip().lower())
         chosen = session.execute(wanted.order_by(Recipient.id).limit(1)).scalar_one_or_none()
         account = _sending_account(session, campaign)
-        if chosen is None or account is None:
-            return {
-                "recipients": recipients,
-                "chosen": None,
-                "account": None,
-                "problem": "no account can send this campaign yet: add one on the Accounts "
-                "page, or choose other senders"
-                if chosen is not None
-                else "no recipient to preview",
-            }
+        if chosen is None:
+            return {"recipients": recipients, "chosen": None, "problem": "no recipient to preview"}
+        warning = None
+        if account is None:
+            # Shown all the same, from a stand-in sender (never stored).
+            warning = (
+                "No account can send this campaign yet: add one on the Accounts page, or "
+                "choose other senders. The From shown is a stand-in."
+            )
+            account = Account(name="no account yet", email=STAND_IN_SENDER, from_name=None)
         try:
             outgoing = build_outgoing(
                 settings,
@@ -174,8 +185,32 @@ def preview(wizard: Wizard, data: Mapping[str, Any], email: str | None) -> dict[
             "chosen": chosen.email,
             "account": {"name": account.name, "email": account.email},
             "problem": None,
+            "warning": warning,
             **_shown(outgoing.raw),
         }
+
+
+def preview_sample(wizard: Wizard) -> Path:
+    """The header and first PREVIEW_SAMPLE_ROWS rows of the upload, written once: the
+    live preview imports these on every keystroke, not the whole file. The cells are the
+    file's own (re-quoted), so the fields stored for a recipient are the same."""
+    sample = wizard.path.with_suffix(".sample.csv")
+    if sample.exists():
+        return sample
+    with wizard.path.open("rb") as stream:
+        source = CsvSource(stream, max_bytes=None, email_column=wizard.email_column)
+        header = source.read_header()
+        columns = header_cells(wizard.path, header.header_row)
+        partial = sample.with_suffix(".part")
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(columns)
+            for n, (_, cells) in enumerate(source.rows(), 1):
+                writer.writerow(cells)
+                if n >= PREVIEW_SAMPLE_ROWS:
+                    break
+    partial.replace(sample)
+    return sample
 
 
 def _sending_account(session: Session, campaign: Campaign) -> Account | None:

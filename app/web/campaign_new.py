@@ -132,6 +132,7 @@ def new_campaign_columns() -> str | Response | tuple[str, int]:
                 )
             found = peek(wizard.path, _max_bytes(), chosen)
             wizard.email_column = chosen
+            wizard.path.with_suffix(".sample.csv").unlink(missing_ok=True)
             wizard.fields = _template_fields(found, chosen)
             wizard.report = campaign_drafts.validation_report(wizard, wizard.fields)
         except DomainError as exc:
@@ -186,6 +187,10 @@ def _safe(name: str) -> str:
 
 
 MESSAGE_FIELDS = ("name", "subject", "body_text", "body_html", "from_name")
+SENDER_FIELDS = frozenset(
+    {"account_tags", "account_ids", "daily_cap", "window", "window.timezone", "window.days",
+     "window.start_hour", "window.end_hour"}
+)  # fmt: skip
 
 
 def _message_data(wizard: Wizard, form: Any) -> dict[str, Any]:
@@ -285,6 +290,11 @@ def new_campaign_senders() -> str | Response | tuple[str, int]:
                 "success",
             )
             return redirect(url_for("web.campaign_schedule", campaign_id=campaign_id))
+    # A refusal about an earlier step (the whole file against the templates, say) is shown
+    # at the top of this one, naming its field.
+    for key in [k for k in errors if k not in SENDER_FIELDS]:
+        message = errors.pop(key)
+        errors["_form"] = f"{key.replace('_', ' ')}: {message}" if key != "_form" else message
     page = _page(
         "web/new_senders.html",
         "senders",

@@ -37,7 +37,7 @@ def peek(path: Path, max_bytes: int, email_column: str | None = None) -> Peek:
         if not _about_the_email_column(exc):
             raise
         guess, guess_problem = None, exc.message
-        columns = _header_cells(path)
+        columns = header_cells(path)
         columns, _, rows = _read(path, max_bytes, columns[0])
     return Peek(
         columns=columns,
@@ -54,7 +54,7 @@ def _read(
     with path.open("rb") as stream:
         source = CsvSource(stream, max_bytes=max_bytes, email_column=email_column)
         header = source.read_header()
-        columns = _header_cells(path, header.header_row)
+        columns = header_cells(path, header.header_row)
         rows = []
         for _, cells in source.rows():
             rows.append((cells + [""] * len(columns))[: len(columns)])
@@ -67,7 +67,7 @@ def _about_the_email_column(exc: InvalidInput) -> bool:
     return exc.field == "email_column" or "email column" in exc.message
 
 
-def _header_cells(path: Path, header_row: int | None = None) -> list[str]:
+def header_cells(path: Path, header_row: int | None = None) -> list[str]:
     """The header row's cells (row `header_row`, 1-based, as CsvSource counts; else the
     first row with more than one value, as CsvSource skips a one-cell preamble)."""
     with path.open("rb") as stream:

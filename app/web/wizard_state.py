@@ -51,6 +51,7 @@ class Wizard:
     def discard(self) -> None:
         current_app.extensions["redis"].delete(KEY.format(self.token))
         self.path.unlink(missing_ok=True)
+        self.path.with_suffix(".sample.csv").unlink(missing_ok=True)
         if session.get(SESSION_KEY) == self.token:
             session.pop(SESSION_KEY)
 

@@ -34,12 +34,15 @@ WIDE, NARROW = (1280, 900), (390, 844)
 WEB_EMAIL = "operator@example.com"
 WEB_PASSWORD = "a long enough password"
 
-if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: `make debs` installs Debian's chromium", allow_module_level=True
-    )
-if not (ROOT / "app/web/static/vendor/htmx.min.js").exists():
-    pytest.skip("the web UI's vendor files are missing: run `make vendor`", allow_module_level=True)
+
+@pytest.fixture(autouse=True)
+def _uploads_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's wizard uploads go to its own folder (the live server shares it)."""
+    from app.web import wizard_state
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(wizard_state, "upload_dir", lambda: folder)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +59,10 @@ def live_server(app: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make debs` installs Debian's chromium")
+    if not (ROOT / "app/web/static/vendor/htmx.min.js").exists():
+        pytest.skip("the web UI's vendor files are missing: run `make vendor`")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

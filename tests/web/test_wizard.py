@@ -171,3 +171,44 @@ def test_a_template_error_is_shown_next_to_the_field(web, session):
     )
     assert response.status_code == 422
     assert "field-error" in response.get_data(as_text=True)
+
+
+def test_the_live_preview_imports_a_sample_not_the_whole_file(web, session, app):
+    rows = "".join(f"p{i}@example.org,P{i}\n" for i in range(600))
+    upload(web, f"Email,Name\n{rows}".encode())
+    post(web, "/campaigns/new/columns", {"email_column": "Email"})
+    message = {"name": "x", "subject": "Hi {{ name }}", "body_text": "Hello", "body_html": ""}
+    shown = post(web, "/campaigns/new/preview", {**message, "preview_email": "p3@example.org"})
+    assert "Hi P3" in shown.get_data(as_text=True)
+    from app.web.wizard_state import upload_dir
+
+    found = list(upload_dir().glob("*.sample.csv"))
+    assert len(found) == 1
+    assert len(found[0].read_text().splitlines()) == 1 + 500
+
+
+def test_a_window_that_ends_before_it_starts_is_refused_next_to_the_field(web, session):
+    upload(web, b"Email,Name\nann@example.org,Ann\n")
+    post(web, "/campaigns/new/columns", {"email_column": "Email"})
+    post(
+        web,
+        "/campaigns/new/message",
+        {"name": "x", "subject": "Hi", "body_text": "Hello", "body_html": "", "from_name": ""},
+    )
+    response = post(
+        web,
+        "/campaigns/new/senders",
+        {
+            "senders": "all",
+            "use_window": "1",
+            "timezone": "Mars/Olympus",
+            "days": ["0"],
+            "start_hour": "9",
+            "end_hour": "17",
+        },
+    )
+    assert response.status_code == 422
+    assert "field-error" in response.get_data(as_text=True)
+    from app.models import Campaign
+
+    assert session.query(Campaign).count() == 0
