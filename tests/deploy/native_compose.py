@@ -61,7 +61,7 @@ class Runtime:
     def __init__(self, state: Path, releases: Path, project: str, env_file: str, files: list[str]):
         self.state = state
         self.releases = releases
-        self.config = self._config(project, env_file, files)
+        self.config = self._config(state, project, env_file, files)
         profiles = set(
             filter(None, self._env_file(env_file).get("COMPOSE_PROFILES", "").split(","))
         )
@@ -73,12 +73,22 @@ class Runtime:
         (state / "logs").mkdir(parents=True, exist_ok=True)
 
     @staticmethod
-    def _config(project: str, env_file: str, files: list[str]) -> dict[str, Any]:
+    def _config(state: Path, project: str, env_file: str, files: list[str]) -> dict[str, Any]:
+        # Kept per input: every health check of a deploy reads the same files.
+        key = hashlib.sha256(f"{os.getcwd()}\0{project}".encode())
+        for path in [env_file, *files]:
+            key.update(Path(path).read_bytes())
+        cached = state / "config-cache" / f"{key.hexdigest()[:24]}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())  # type: ignore[no-any-return]
         args = ["docker-compose", "-p", project, "--env-file", env_file]
         for file in files:
             args += ["-f", file]
         out = subprocess.run([*args, "config"], check=True, capture_output=True, text=True)
-        return yaml.safe_load(out.stdout)
+        config: dict[str, Any] = yaml.safe_load(out.stdout)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(config))
+        return config
 
     @staticmethod
     def _env_file(path: str) -> dict[str, str]:
