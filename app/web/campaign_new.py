@@ -47,7 +47,9 @@ COPY_CHUNK = 1 << 20
 
 
 def _page(template: str, step: str, **context: Any) -> str:
-    return render_template(template, active="campaigns", steps=STEPS, step=step, **context)
+    return render_template(
+        template, active="campaigns", steps=STEPS, step=step, max_bytes=_max_bytes(), **context
+    )
 
 
 def _wizard_or_restart() -> Wizard | Response:

@@ -100,9 +100,7 @@ def _against(snapshot: Any, sent: dict[Any, int]) -> list[dict[str, Any]]:
     planned = {d["date"]: d["sends"] for d in snapshot.days} if snapshot else {}
     by_day = {d.isoformat(): n for d, n in sent.items()}
     days = sorted({*planned, *by_day})
-    return [
-        {"date": day, "planned": planned.get(day), "sent": by_day.get(day, 0)} for day in days
-    ]
+    return [{"date": day, "planned": planned.get(day), "sent": by_day.get(day, 0)} for day in days]
 
 
 @web.route("/campaigns/<int:campaign_id>/live")
