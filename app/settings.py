@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(500, ge=1, le=20000)
     dispatch_max_in_flight: int = Field(5000, ge=1)
     send_group_size: int = Field(50, ge=1, le=1000)
+    # Rows of a send task claimed in one commit (with the previous group's outcomes): fewer
+    # commits per message; a worker killed mid-group leaves at most this many `unknown`.
+    send_claim_group: int = Field(5, ge=1, le=100)
     # Limits on the wire: the dispatcher places each send at a moment every window allows,
     # up to this far ahead (an account's sends evenly spaced across its minute, plus up to
     # SEND_JITTER_SECONDS of random delay each); a worker that reaches a send later than

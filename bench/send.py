@@ -258,15 +258,16 @@ def _seed(database_url: str, recipients: int) -> int:
     with conn, conn.cursor() as cur:
         for n in range(2):
             cur.execute(
-                "INSERT INTO accounts (name, provider, email, sending_domain, host, port, security,"
-                " daily_limit, warmup_enabled, per_minute_limit)"
-                " VALUES (%s, 'smtp', %s, 'bench.example', '127.0.0.1', 25, 'none', 10000000,"
-                " false, 10000000)",
+                "INSERT INTO accounts (client_id, name, provider, email, sending_domain, host,"
+                " port, security, daily_limit, warmup_enabled, per_minute_limit)"
+                " VALUES ((SELECT min(id) FROM clients), %s, 'smtp', %s, 'bench.example',"
+                " '127.0.0.1', 25, 'none', 10000000, false, 10000000)",
                 (f"bench-{n}", f"sender{n}@bench.example"),
             )
         cur.execute(
-            "INSERT INTO campaigns (name, subject, body_text, status) VALUES "
-            "('bench', 'Hello {{ first_name | default(\"there\") }}', "
+            "INSERT INTO campaigns (client_id, name, subject, body_text, status) VALUES "
+            "((SELECT min(id) FROM clients), 'bench',"
+            " 'Hello {{ first_name | default(\"there\") }}', "
             "'Hi {{ first_name | default(\"there\") }},\nA short note from the benchmark.\n',"
             " 'draft') RETURNING id"
         )

@@ -178,14 +178,32 @@ class Limiter:
         """Moves a reservation to now when every window allows a send now without it (a
         send reached after its moment takes its place when it really goes); otherwise
         leaves it and says how long until they would."""
-        binding = _binding_windows(windows)
-        keys = [self._key(w) for w in binding]
-        spans = [self.span_us(w) for w in binding]
-        limits = _csv([w.limit for w in binding])
-        allowed, value = self._run("move", keys, spans, [token, limits], now, guarded=True)
-        if allowed:
-            return Decision(True, 0.0, None, token, at=value / _US)
-        return Decision(False, max(value, 0) / _US, None, "")
+        return self.move_many([(windows, token)], now=now)[0]
+
+    def move_many(
+        self, moves: Sequence[tuple[Sequence[Window], str]], *, now: float | None = None
+    ) -> list[Decision]:
+        """`move` for several reservations, in order, in one round trip (each its own
+        atomic call: a later one sees the earlier ones moved)."""
+        if not moves:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for windows, token in moves:
+            binding = _binding_windows(windows)
+            keys = [self._key(w) for w in binding]
+            spans = [self.span_us(w) for w in binding]
+            limits = _csv([w.limit for w in binding])
+            self._run("move", keys, spans, [token, limits], now, guarded=True, client=pipe)
+        decisions = []
+        for (_, token), raw in zip(moves, pipe.execute(), strict=True):
+            if self._require_epoch and raw == [-1]:
+                raise WindowsLost(self._epoch_key)
+            allowed, value = raw
+            if allowed:
+                decisions.append(Decision(True, 0.0, None, token, at=value / _US))
+            else:
+                decisions.append(Decision(False, max(value, 0) / _US, None, ""))
+        return decisions
 
     def used(self, windows: Sequence[Window], *, now: float | None = None) -> list[int]:
         if not windows:
@@ -270,15 +288,18 @@ class Limiter:
         now: float | None,
         *,
         guarded: bool = False,
+        client: Any = None,
     ) -> Any:
+        """With `client` (a pipeline) the call is queued there and its answer comes from
+        the pipeline's execute()."""
         clock = "" if now is None else round(now * _US)
         if not guarded:
-            return self._script(keys=keys, args=[op, clock, _csv(spans), *body])
+            return self._script(keys=keys, args=[op, clock, _csv(spans), *body], client=client)
         guard = "1" if self._require_epoch else "0"
         if self._require_epoch:
             keys = [*keys, self._epoch_key]
-        raw = self._script(keys=keys, args=[op, clock, _csv(spans), guard, *body])
-        if self._require_epoch and raw == [-1]:
+        raw = self._script(keys=keys, args=[op, clock, _csv(spans), guard, *body], client=client)
+        if client is None and self._require_epoch and raw == [-1]:
             raise WindowsLost(self._epoch_key)
         return raw
 

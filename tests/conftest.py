@@ -238,3 +238,12 @@ def smtp_servers() -> Iterator[list[Any]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def one_claim_at_a_time(app: Flask, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEND_CLAIM_GROUP=1: the send path claims, sends and records one row at a time, as
+    the tests of the per-row hold and of an outage between two messages need."""
+    monkeypatch.setitem(
+        app.extensions, "settings", settings.model_copy(update={"send_claim_group": 1})
+    )

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import Campaign, Recipient
 from tests.pipeline import dispatch, send_batches, smtp_account
 from tests.test_recovery import _recover
-from worker.jobs import send
+from worker.jobs import sender
 from worker.jobs.heartbeat import ensure_beating, heartbeat_key
 
 
@@ -33,7 +33,7 @@ def _wait(check, seconds: float, what: str) -> None:
 
 
 def test_a_started_batch_holds_its_queued_rows_and_its_claim_names_the_process(
-    app, factory, smtp_server, settings, redis_client
+    app, factory, smtp_server, settings, redis_client, one_claim_at_a_time
 ):
     factory.create_account(**smtp_account(smtp_server))
     campaign = factory.create_campaign(status="running")
@@ -66,7 +66,7 @@ def test_a_started_batch_holds_its_queued_rows_and_its_claim_names_the_process(
 
 
 def test_a_batch_that_fails_gives_its_rows_up_to_the_age_rules(
-    app, factory, smtp_server, settings, monkeypatch
+    app, factory, smtp_server, settings, monkeypatch, one_claim_at_a_time
 ):
     """The process lives on, so its heartbeat would keep recovery away from rows it will
     never finish; without a holder, the lease and the queued rule apply again."""
@@ -78,7 +78,7 @@ def test_a_batch_that_fails_gives_its_rows_up_to_the_age_rules(
     def broken(self, claimed, batch_result):
         raise RuntimeError("a bug between claim and outcome")
 
-    monkeypatch.setattr(send._Sender, "deliver", broken)
+    monkeypatch.setattr(sender.Sender, "deliver", broken)
     with pytest.raises(RuntimeError):
         send_batches(app, result)
     rows = _rows()

@@ -61,7 +61,7 @@ def _statuses():
 
 
 def test_an_outcome_held_during_an_outage_is_written_when_the_database_is_back(
-    app, factory, smtp_server, database_url
+    app, factory, smtp_server, database_url, one_claim_at_a_time
 ):
     outage = Outage(database_url.rsplit("/", 1)[1], seconds=2.0)
     smtp_server.script(outage)

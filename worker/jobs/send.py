@@ -1,27 +1,31 @@
 """The send path: the recipients the dispatcher gave one account, sent over one pooled SMTP
-connection, each claimed on its own.
+connection, a small group claimed at a time.
 
-For each recipient, in order:
+For each group of up to SEND_CLAIM_GROUP rows, in the batch's order:
 
-1. `queued -> sending` by a conditional UPDATE that also checks the campaign is running and
-   the account active; the Message-ID is stored with the claim and committed BEFORE any SMTP
-   (no row changed: a duplicate task or another worker got there first, do nothing);
-2. re-check suppression (in the same statement) and hand back rows that may not go;
-3. render the templates in the sandbox, build the message, send it;
-4. classify the reply and record the outcome with its event.
+1. each row waits for the moment the dispatcher placed it at (worker.jobs.send_slots); one
+   reached late takes its place now if the windows allow it, or goes back to be placed
+   again;
+2. `queued -> sending` for the group by one conditional UPDATE that also checks each
+   campaign is running and the account active; each row's Message-ID is stored with the
+   claim, and the claim is committed BEFORE any SMTP, together with the previous group's
+   outcomes (a row not claimed: a duplicate task or another worker got there first, or the
+   campaign or account stopped and the rest goes back);
+3. suppressed rows (re-checked in the same statement) are dropped; each other message is
+   rendered in the sandbox, built and sent;
+4. the replies are classified and written with the next group's claim (plain successes in
+   one statement). A message whose outcome is anything but a plain success ends its group:
+   the rest of the group goes back to queued, unattempted, and that outcome is written (and
+   may stop the account) before anything else is sent.
 
-The outcome of message k is written in the same transaction as the claim of message k+1,
-so there is one commit per message and at most one row per process is ever `sending`:
-a killed worker leaves at most one `unknown`, never a duplicate.
+So at most SEND_CLAIM_GROUP rows per process are ever `sending`: a killed worker leaves at
+most that many `unknown` per process, never a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from dataclasses import dataclass, field
 
 from flask import current_app
 from sqlalchemy import text
@@ -29,26 +33,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models import Account, AccountStatus, Campaign
-from app.services.limits import LimitTable, account_day_window, load_limits, make_limiter
-from app.services.templating import recipient_context, template_limits
-from app.services.unsubscribe import UnsubscribeTokens
 from app.settings import Settings
-from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
-from rotator.message import MessageSpec, build_message, make_message_id
-from rotator.templates import TemplateError, compiled_for
-from worker.jobs.heartbeat import ensure_beating
-from worker.jobs.outcomes import Recorded, Sent, event_data, record
+from rotator.classify import Outcome
 from worker.jobs.send_release import after_outage, hand_back, release_held
-from worker.jobs.send_slots import Held, Slots, Timing
-from worker.jobs.send_sql import (
-    CLAIM,
-    FINISH_SENT_THEN_CLAIM,
-    SUPPRESS_CLAIMED,
-)
-from worker.jobs.smtp import endpoint_for, smtp_pool
+from worker.jobs.send_slots import Slots, Timing
+from worker.jobs.sender import Claimed, Delivery, Sender
 
 log = logging.getLogger(__name__)
+
+# A group's first row waits for its moment; others join the group only if theirs has come.
+_JOIN_EARLY_SECONDS = 0.005
+
 
 @dataclass
 class BatchResult:
@@ -60,14 +55,6 @@ class BatchResult:
 
     def count(self, key: str) -> None:
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    sent: Sent
-    fields: dict[str, Any]
-    reservation: str | None
-    suppressed: bool
 
 
 def send_one(recipient_id: int) -> BatchResult:
@@ -85,7 +72,7 @@ def send_one(recipient_id: int) -> BatchResult:
 def send_batch(account_id: int, recipient_ids: list[int]) -> BatchResult:
     settings: Settings = current_app.extensions["settings"]
     # One connection for the whole batch: the pool's pre-ping would otherwise cost a round
-    # trip after every per-message commit.
+    # trip after every commit.
     with (
         db.engine.connect() as connection,
         Session(bind=connection, expire_on_commit=False) as session,
@@ -97,75 +84,23 @@ def _send_batch(
     session: Session, settings: Settings, account_id: int, recipient_ids: list[int]
 ) -> BatchResult:
     result = BatchResult()
-    sender = _Sender.load(session, settings, account_id)
+    sender = Sender.load(session, settings, account_id)
     if sender is None:
         result.handed_back = hand_back(session, settings, account_id, recipient_ids)
         session.commit()
         return result
-    previous: _Delivery | None = None
-    # An SMTP outcome held in memory until the commit that writes it.
-    unwritten: _Delivery | None = None
+    run = _Run(session, settings, sender, result, list(recipient_ids))
     try:
-        slots = Slots.hold(session, settings, account_id, recipient_ids, sender.holder)
+        run.slots = Slots.hold(session, settings, account_id, recipient_ids, sender.holder)
         session.commit()
-        for position, recipient_id in enumerate(recipient_ids):
-            timing = slots.timing(recipient_id)
-            if timing is Timing.EARLY:
-                rest = recipient_ids[position:]
-                release_held(session, sender.holder, rest)
-                slots.publish_later(account_id, rest)
-                break
-            if timing is Timing.LATE and not sender.take_place_now(slots.rows[recipient_id]):
-                late = hand_back(session, settings, account_id, [recipient_id])
-                result.handed_back += late
-                result.late += late
-                session.commit()
-                continue
-            finished = (
-                previous if previous is not None and sender.can_fast_finish(previous) else None
-            )
-            if previous is not None and finished is None:
-                recorded = sender.record(previous)
-                if recorded.stops_account:
-                    session.commit()
-                    unwritten = None
-                    result.handed_back = hand_back(
-                        session, settings, account_id, recipient_ids[position:]
-                    )
-                    session.commit()
-                    return result
-            previous = None
-            claimed = sender.claim(recipient_id, finished)
-            session.commit()  # the claim (and the previous outcome) is durable before SMTP
-            unwritten = None
-            if claimed is None:
-                if hand_back(session, settings, account_id, [recipient_id]):
-                    result.handed_back += 1
-                    session.commit()
-                    # The account left rotation or the campaign stopped: the rest waits too.
-                    result.handed_back += hand_back(
-                        session, settings, account_id, recipient_ids[position + 1 :]
-                    )
-                    session.commit()
-                    return result
-                result.duplicates += 1
-                continue
-            if claimed.suppressed:
-                session.execute(SUPPRESS_CLAIMED, {"id": recipient_id, "now": _now()})
-                session.commit()
-                sender.release(claimed)
-                result.count("suppressed")
-                continue
-            previous = unwritten = sender.deliver(claimed, result)
-        if previous is not None:
-            sender.record(previous)
-        session.commit()
+        run.send_all()
     except OperationalError:
-        # The database went away: nothing more is sent; the outcome held in memory is
+        # The database went away: nothing more is sent; the outcomes held in memory are
         # written once it is back (within the send lease), the rest goes back to pending.
         log.warning("send.database_unreachable", extra={"account_id": account_id})
         try:
-            write = None if unwritten is None else partial(sender.record, unwritten)
+            unwritten = run.unwritten
+            write = (lambda: sender.write(unwritten)) if unwritten else None
             result.handed_back += after_outage(session, settings, write, account_id, recipient_ids)
         except BaseException:
             release_held(session, sender.holder, recipient_ids)
@@ -177,216 +112,135 @@ def _send_batch(
     return result
 
 
-@dataclass(frozen=True)
-class _Delivery:
-    """One message's SMTP outcome, waiting to be written with the next commit."""
+@dataclass
+class _Run:
+    session: Session
+    settings: Settings
+    sender: Sender
+    result: BatchResult
+    waiting: list[int]
+    slots: Slots = field(default_factory=lambda: Slots({}, 0.0))
+    # SMTP outcomes held in memory until the commit that writes them.
+    unwritten: list[Delivery] = field(default_factory=list)
 
-    sent: Sent
-    reply: SmtpReply
-    verdict: Verdict
-    pause_until: datetime | None
+    @property
+    def account_id(self) -> int:
+        return self.sender.account.id
 
+    def send_all(self) -> None:
+        while self.waiting:
+            # Nothing held in memory while waiting for the next moment.
+            waits = self.slots.delay(self.waiting[0]) > _JOIN_EARLY_SECONDS
+            if self.unwritten and waits and self._write_stops():
+                return
+            if waits:
+                self.session.commit()
+                self.unwritten = []
+            group = self._next_group()
+            if group is None:
+                return
+            if not group:
+                continue
+            if self._write_stops(group):
+                return
+            claimed = self.sender.claim_group(group)
+            self.session.commit()  # the claims (and the last outcomes) are durable before SMTP
+            self.unwritten = []
+            if self._hand_back_unclaimed(group, claimed):
+                self._deliver(claimed)
+                break
+            self._deliver(claimed)
+        if not self._write_stops():
+            self.session.commit()
+        self.unwritten = []
 
-class _Sender:
-    """Everything one batch needs about its account, loaded once."""
+    def _next_group(self) -> list[int] | None:
+        """Up to SEND_CLAIM_GROUP rows whose moment has come (the first one waited for);
+        late ones that cannot take their place now are handed back. None: the rest of the
+        batch was published again for later."""
+        group: list[int] = []
+        late: list[int] = []
+        while self.waiting and len(group) + len(late) < self.settings.send_claim_group:
+            recipient_id = self.waiting[0]
+            first = not group and not late
+            if not first and self.slots.delay(recipient_id) > _JOIN_EARLY_SECONDS:
+                break
+            timing = self.slots.timing(recipient_id)
+            if timing is Timing.EARLY:
+                if not first:
+                    break
+                release_held(self.session, self.sender.holder, self.waiting)
+                self.slots.publish_later(self.account_id, self.waiting)
+                self.waiting = []
+                return None
+            self.waiting.pop(0)
+            (late if timing is Timing.LATE else group).append(recipient_id)
+        if late:
+            placed = self.sender.take_places_now([(i, self.slots.rows[i]) for i in late])
+            again = [i for i in late if i not in placed]
+            if again:
+                handed = hand_back(self.session, self.settings, self.account_id, again)
+                self.result.handed_back += handed
+                self.result.late += handed
+                self.session.commit()
+            group = [i for i in [*group, *late] if i not in again]
+        return group
 
-    def __init__(self, session: Session, settings: Settings, account: Account) -> None:
-        from redis import Redis
+    def _write_stops(self, group: list[int] | None = None) -> bool:
+        """Writes the outcomes held in memory; when one took the account out of rotation,
+        the rows not sent yet (`group` and the rest) go back and the batch ends."""
+        if not self.unwritten:
+            return False
+        stops = self.sender.write(self.unwritten)
+        if not stops:
+            return False
+        self.session.commit()
+        self.unwritten = []
+        rest = [*(group or []), *self.waiting]
+        self.waiting = []
+        self.result.handed_back += hand_back(self.session, self.settings, self.account_id, rest)
+        self.session.commit()
+        return True
 
-        self.session = session
-        self.settings = settings
-        self.account = account
-        redis: Redis = current_app.extensions["redis"]
-        self.limiter = make_limiter(redis, settings)
-        self.limits: LimitTable = load_limits(session, settings)
-        self.tokens = UnsubscribeTokens(
-            settings.secret_key.get_secret_value(), settings.public_base_url
+    def _hand_back_unclaimed(self, group: list[int], claimed: list[Claimed]) -> bool:
+        """Rows of the group not claimed: a duplicate task or another worker had them, or
+        (still queued for this account) their campaign or the account stopped; then the
+        rest of the batch waits too. True in that case: this group is the last."""
+        taken = {c.sent.recipient_id for c in claimed}
+        missing = [i for i in group if i not in taken]
+        if not missing:
+            return False
+        handed = hand_back(self.session, self.settings, self.account_id, missing)
+        self.result.duplicates += len(missing) - handed
+        if not handed:
+            self.session.commit()
+            return False
+        self.result.handed_back += handed
+        self.result.handed_back += hand_back(
+            self.session, self.settings, self.account_id, self.waiting
         )
-        self.endpoint = endpoint_for(settings, account)
-        self.campaigns: dict[int, Campaign] = {}
-        self.failures_known_zero = account.consecutive_failures == 0
-        # Beating before the first row is marked as held by this process.
-        self.holder = ensure_beating(settings)
-        # Only a mailbox the operator owns: unsubscribe@<sending domain> of a consumer account
-        # would be a stranger's inbox receiving working tokens.
-        self.mailbox = settings.unsubscribe_mailbox
+        self.waiting = []
+        self.session.commit()
+        return True
 
-    @classmethod
-    def load(cls, session: Session, settings: Settings, account_id: int) -> _Sender | None:
-        account = session.get(Account, account_id)
-        if account is None or account.status != AccountStatus.ACTIVE.value:
-            return None
-        return cls(session, settings, account)
-
-    def claim(self, recipient_id: int, finished: _Delivery | None = None) -> _Claimed | None:
-        """Claims one recipient; `finished`, a plain success, is recorded in the same trip."""
-        message_id = make_message_id(self.account.sending_domain)
-        params: dict[str, Any] = {
-            "id": recipient_id,
-            "account_id": self.account.id,
-            "message_id": message_id,
-            "now": _now(),
-            "holder": self.holder,
-        }
-        statement = CLAIM
-        if finished is not None:
-            statement = FINISH_SENT_THEN_CLAIM
-            params.update(
-                done_id=finished.sent.recipient_id,
-                code=finished.reply.code,
-                reply=finished.reply.text,
-                data=event_data(finished.sent, finished.reply, finished.verdict),
-            )
-        row = self.session.execute(statement, params).first()
-        if row is None:
-            return None
-        return _Claimed(
-            sent=Sent(
-                recipient_id=recipient_id,
-                campaign_id=row.campaign_id,
-                email=row.email,
-                domain=row.domain,
-                attempts=row.attempts,
-                message_id=message_id,
-            ),
-            fields=row.fields or {},
-            reservation=row.reservation,
-            suppressed=row.suppressed,
-        )
-
-    def campaign(self, campaign_id: int) -> Campaign:
-        if campaign_id not in self.campaigns:
-            campaign = self.session.get(Campaign, campaign_id)
-            assert campaign is not None  # the claim joined it
-            self.campaigns[campaign_id] = campaign
-        return self.campaigns[campaign_id]
-
-    def deliver(self, claimed: _Claimed, result: BatchResult) -> _Delivery:
-        """Sends one claimed message; its outcome is written with the next commit."""
-        sent = claimed.sent
-        try:
-            data = self._build(claimed)
-        except TemplateError as exc:
-            reply = SmtpReply.from_error("template_error", str(exc)[:300])
-            verdict = Verdict(Outcome.FAILED, "template_error", account_failure=False)
-        except ValueError as exc:  # HeaderInjection and any other message the builder refuses
-            reply = SmtpReply.from_error("message_error", str(exc)[:300])
-            verdict = Verdict(Outcome.FAILED, "message_error", account_failure=False)
-        else:
-            reply = smtp_pool().send(
-                str(self.account.id), self.endpoint, self.account.email, sent.email, data
-            )
-            verdict = classify_reply(reply, self.account.provider)
-        result.count(verdict.outcome.value)
-        log.info(
-            "send.outcome",
-            extra={
-                "account_id": self.account.id,
-                "campaign_id": sent.campaign_id,
-                "recipient_id": sent.recipient_id,
-                "recipient_domain": sent.domain,
-                "smtp_code": reply.code,
-                "outcome": verdict.outcome.value,
-                "reason": verdict.reason,
-            },
-        )
-        if verdict.outcome in (Outcome.ACCOUNT_PAUSED, Outcome.ACCOUNT_DISABLED):
-            self.release(claimed)
-            smtp_pool().close(str(self.account.id))
-        pause_until = self._quota_frees_at() if verdict.pause_until_window_frees else None
-        return _Delivery(sent, reply, verdict, pause_until)
-
-    def can_fast_finish(self, delivery: _Delivery) -> bool:
-        """A plain success on an account with no failure streak to reset."""
-        return delivery.verdict.outcome is Outcome.SENT and self.failures_known_zero
-
-    def record(self, delivery: _Delivery) -> Recorded:
-        recorded = record(
-            self.session,
-            self.settings,
-            sent=delivery.sent,
-            account_id=self.account.id,
-            reply=delivery.reply,
-            verdict=delivery.verdict,
-            now=_now(),
-            pause_until_window_frees=delivery.pause_until,
-            sending_domain=self.account.sending_domain,
-        )
-        # record() resets the streak on success and bounce, counts a failure when the
-        # verdict says so, and leaves it alone for refusals about the recipient.
-        if delivery.verdict.account_failure:
-            self.failures_known_zero = False
-        elif delivery.verdict.outcome in (Outcome.SENT, Outcome.BOUNCED):
-            self.failures_known_zero = True
-        return recorded
-
-    def _build(self, claimed: _Claimed) -> bytes:
-        sent = claimed.sent
-        campaign = self.campaign(sent.campaign_id)
-        token = self.tokens.token(sent.recipient_id)
-        unsubscribe_url = f"{self.settings.public_base_url}/u/{token}"
-        templates = compiled_for(
-            campaign.subject,
-            campaign.body_text,
-            campaign.body_html,
-            limits=template_limits(self.settings),
-        )
-        rendered = templates.render(
-            recipient_context(campaign.field_names, claimed.fields, sent.email, unsubscribe_url)
-        )
-        return build_message(
-            MessageSpec(
-                from_email=self.account.email,
-                from_name=campaign.from_name or self.account.from_name,
-                to_email=sent.email,
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                unsubscribe_url=unsubscribe_url,
-                unsubscribe_mailto=(
-                    f"mailto:{self.mailbox}?subject=unsubscribe-{token}" if self.mailbox else None
-                ),
-                company_address=self.settings.company_address,
-                message_id=sent.message_id,
-            )
-        )
-
-    def _quota_frees_at(self) -> datetime | None:
-        """A provider's daily quota is spent: pause until our own day window for the account
-        frees its oldest send (the provider counts a rolling day as well)."""
-        window = account_day_window(self.account, self.settings)
-        used = self.limiter.used([window])[0]
-        if used == 0:
-            return None
-        frees = self.limiter.frees_at(replace(window, limit=used))
-        return datetime.fromtimestamp(frees, UTC) if frees else None
-
-    def take_place_now(self, held: Held) -> bool:
-        """A send reached after its moment: True when its reservation could move to now."""
-        if held.reservation is None:
-            return True
-        campaign = self.campaign(held.campaign_id)
-        windows = self.limits.windows(
-            account=self.account,
-            recipient_domain=held.domain,
-            campaign_id=campaign.id,
-            campaign_daily_cap=campaign.daily_cap,
-        )
-        return self.limiter.move(windows, held.reservation).allowed
-
-    def release(self, claimed: _Claimed) -> None:
-        """Gives back the limiter reservation of a message that never reached a server."""
-        if claimed.reservation is None:
-            return
-        campaign = self.campaign(claimed.sent.campaign_id)
-        windows = self.limits.windows(
-            account=self.account,
-            recipient_domain=claimed.sent.domain,
-            campaign_id=campaign.id,
-            campaign_daily_cap=campaign.daily_cap,
-        )
-        self.limiter.release(windows, claimed.reservation)
+    def _deliver(self, claimed: list[Claimed]) -> None:
+        for position, row in enumerate(claimed):
+            if row.suppressed:
+                self.sender.suppress(row)
+                self.result.count("suppressed")
+                continue
+            delivery = self.sender.deliver(row, self.result)
+            self.unwritten.append(delivery)
+            if delivery.verdict.outcome is not Outcome.SENT:
+                # Judged before anything else goes: the rest of the group, unattempted,
+                # returns to the front of the batch.
+                rest = [c for c in claimed[position + 1 :] if not c.suppressed]
+                skipped = [c for c in claimed[position + 1 :] if c.suppressed]
+                for row_ in skipped:
+                    self.sender.suppress(row_)
+                    self.result.count("suppressed")
+                self.sender.unclaim(rest)
+                self.waiting[:0] = [c.sent.recipient_id for c in rest]
+                return
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -92,6 +92,11 @@ class Slots:
             return Timing.NOW
         return Timing.LATE if -delay > self.tolerance else Timing.NOW
 
+    def delay(self, recipient_id: int) -> float:
+        """Seconds until the row's moment (0 or less: it has come)."""
+        held = self.rows.get(recipient_id)
+        return 0.0 if held is None or held.at is None else held.at - time.time()
+
     def publish_later(self, account_id: int, recipient_ids: list[int]) -> None:
         """The rows stay queued and held by no one; a task at their first moment sends them."""
         now = time.time()

@@ -43,6 +43,59 @@ FINISH_SENT_THEN_CLAIM = text(
     + CLAIM.text
 )
 
+# A group of one account's rows claimed in one statement (SEND_CLAIM_GROUP); RETURNING comes
+# in no particular order, the caller puts it back in the batch's.
+CLAIM_GROUP = text(
+    """
+    UPDATE recipients AS r
+    SET status = 'sending', sending_since = :now, updated_at = :now,
+        attempts = r.attempts + 1, message_id = v.message_id, claimed_by = :holder
+    FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
+                 unnest(CAST(:message_ids AS text[])) AS message_id) AS v,
+         campaigns AS c, accounts AS a, clients AS cl
+    WHERE r.id = v.id AND r.status = 'queued' AND r.account_id = :account_id
+      AND c.id = r.campaign_id AND c.status = 'running'
+      AND a.id = r.account_id AND a.status = 'active'
+      AND cl.id = c.client_id AND cl.status = 'active'
+    RETURNING r.id, r.campaign_id, r.email, r.domain, r.fields, r.attempts, r.reservation,
+        r.message_id,
+        EXISTS (SELECT 1 FROM suppressions s
+                WHERE (s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
+                  AND (s.client_id IS NULL OR s.client_id = c.client_id))
+            AS suppressed
+    """
+)
+
+# The plain successes of a group, with their events, in one statement.
+FINISH_SENT_GROUP = text(
+    """
+    WITH v AS (
+        SELECT unnest(CAST(:ids AS bigint[])) AS id, unnest(CAST(:codes AS int[])) AS code,
+               unnest(CAST(:replies AS text[])) AS reply, unnest(CAST(:data AS text[])) AS data
+    ), done AS (
+        UPDATE recipients AS r
+        SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
+            last_smtp_code = v.code, last_smtp_text = v.reply
+        FROM v
+        WHERE r.id = v.id AND r.status = 'sending'
+        RETURNING r.id, r.campaign_id, r.account_id, v.data
+    )
+    INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
+    SELECT 'sent', campaign_id, id, account_id, CAST(data AS jsonb) FROM done
+    """
+)
+
+# Claimed rows of a group that were not attempted (an earlier message of the group stopped
+# it): queued again and still held, as before their claim.
+UNCLAIM = text(
+    """
+    UPDATE recipients
+    SET status = 'queued', sending_since = NULL, attempts = attempts - 1, message_id = NULL,
+        updated_at = :now
+    WHERE id = ANY(:ids) AND status = 'sending' AND claimed_by = :holder
+    """
+)
+
 # A queued row that may not go now (campaign paused or cancelled, account left rotation):
 # back to the dispatcher. RETURNING shows new values, so the reservation to release is
 # read from the locked snapshot `held`.

@@ -1,0 +1,294 @@
+"""One account's side of a send batch: its rows claimed a group at a time, each message
+rendered, built and sent over the pooled connection, and the group's outcomes written."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from app.models import Account, AccountStatus, Campaign
+from app.services.limits import LimitTable, account_day_window, load_limits, make_limiter
+from app.services.templating import recipient_context, template_limits
+from app.services.unsubscribe import UnsubscribeTokens
+from app.settings import Settings
+from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
+from rotator.message import MessageSpec, build_message, make_message_id
+from rotator.templates import TemplateError, compiled_for
+from worker.jobs.heartbeat import ensure_beating
+from worker.jobs.outcomes import Recorded, Sent, event_data, record
+from worker.jobs.send_slots import Held
+from worker.jobs.send_sql import CLAIM_GROUP, FINISH_SENT_GROUP, SUPPRESS_CLAIMED, UNCLAIM
+from worker.jobs.smtp import endpoint_for, smtp_pool
+
+if TYPE_CHECKING:
+    from worker.jobs.send import BatchResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    sent: Sent
+    fields: dict[str, Any]
+    reservation: str | None
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message's SMTP outcome, waiting to be written with the next commit."""
+
+    sent: Sent
+    reply: SmtpReply
+    verdict: Verdict
+    pause_until: datetime | None
+
+
+class Sender:
+    """Everything one batch needs about its account, loaded once."""
+
+    def __init__(self, session: Session, settings: Settings, account: Account) -> None:
+        from redis import Redis
+
+        self.session = session
+        self.settings = settings
+        self.account = account
+        redis: Redis = current_app.extensions["redis"]
+        self.limiter = make_limiter(redis, settings)
+        self.limits: LimitTable = load_limits(session, settings)
+        self.tokens = UnsubscribeTokens(
+            settings.secret_key.get_secret_value(), settings.public_base_url
+        )
+        self.endpoint = endpoint_for(settings, account)
+        self.campaigns: dict[int, Campaign] = {}
+        self.failures_known_zero = account.consecutive_failures == 0
+        # Beating before the first row is marked as held by this process.
+        self.holder = ensure_beating(settings)
+        # Only a mailbox the operator owns: unsubscribe@<sending domain> of a consumer account
+        # would be a stranger's inbox receiving working tokens.
+        self.mailbox = settings.unsubscribe_mailbox
+
+    @classmethod
+    def load(cls, session: Session, settings: Settings, account_id: int) -> Sender | None:
+        account = session.get(Account, account_id)
+        if account is None or account.status != AccountStatus.ACTIVE.value:
+            return None
+        return cls(session, settings, account)
+
+    def claim_group(self, recipient_ids: list[int]) -> list[Claimed]:
+        """Claims a group of this account's queued rows in one statement (each with its own
+        Message-ID), in the order given; rows that are not claimable are left out."""
+        message_ids = [make_message_id(self.account.sending_domain) for _ in recipient_ids]
+        rows = self.session.execute(
+            CLAIM_GROUP,
+            {
+                "ids": recipient_ids,
+                "message_ids": message_ids,
+                "account_id": self.account.id,
+                "now": _now(),
+                "holder": self.holder,
+            },
+        ).all()
+        by_id = {row.id: row for row in rows}
+        return [
+            Claimed(
+                sent=Sent(
+                    recipient_id=row.id,
+                    campaign_id=row.campaign_id,
+                    email=row.email,
+                    domain=row.domain,
+                    attempts=row.attempts,
+                    message_id=row.message_id,
+                ),
+                fields=row.fields or {},
+                reservation=row.reservation,
+                suppressed=row.suppressed,
+            )
+            for recipient_id in recipient_ids
+            if (row := by_id.get(recipient_id)) is not None
+        ]
+
+    def write(self, deliveries: list[Delivery]) -> bool:
+        """Records a group's outcomes, in order: plain successes in one statement, the rest
+        through outcomes.record. True when one of them took the account out of rotation."""
+        plain: list[Delivery] = []
+        stops = False
+        for delivery in deliveries:
+            if self.can_fast_finish(delivery):
+                plain.append(delivery)
+            elif self.record(delivery).stops_account:
+                stops = True
+        if plain:
+            self.session.execute(
+                FINISH_SENT_GROUP,
+                {
+                    "ids": [d.sent.recipient_id for d in plain],
+                    "codes": [d.reply.code for d in plain],
+                    "replies": [d.reply.text for d in plain],
+                    "data": [event_data(d.sent, d.reply, d.verdict) for d in plain],
+                    "now": _now(),
+                },
+            )
+        return stops
+
+    def unclaim(self, claimed: list[Claimed]) -> None:
+        """Claimed rows that were not attempted go back to queued, still held."""
+        if claimed:
+            self.session.execute(
+                UNCLAIM,
+                {"ids": [c.sent.recipient_id for c in claimed], "holder": self.holder,
+                 "now": _now()},
+            )  # fmt: skip
+
+    def suppress(self, claimed: Claimed) -> None:
+        self.session.execute(SUPPRESS_CLAIMED, {"id": claimed.sent.recipient_id, "now": _now()})
+        self.release(claimed)
+
+    def campaign(self, campaign_id: int) -> Campaign:
+        if campaign_id not in self.campaigns:
+            campaign = self.session.get(Campaign, campaign_id)
+            assert campaign is not None  # the claim joined it
+            self.campaigns[campaign_id] = campaign
+        return self.campaigns[campaign_id]
+
+    def deliver(self, claimed: Claimed, result: BatchResult) -> Delivery:
+        """Sends one claimed message; its outcome is written with the next commit."""
+        sent = claimed.sent
+        try:
+            data = self._build(claimed)
+        except TemplateError as exc:
+            reply = SmtpReply.from_error("template_error", str(exc)[:300])
+            verdict = Verdict(Outcome.FAILED, "template_error", account_failure=False)
+        except ValueError as exc:  # HeaderInjection and any other message the builder refuses
+            reply = SmtpReply.from_error("message_error", str(exc)[:300])
+            verdict = Verdict(Outcome.FAILED, "message_error", account_failure=False)
+        else:
+            reply = smtp_pool().send(
+                str(self.account.id), self.endpoint, self.account.email, sent.email, data
+            )
+            verdict = classify_reply(reply, self.account.provider)
+        result.count(verdict.outcome.value)
+        log.info(
+            "send.outcome",
+            extra={
+                "account_id": self.account.id,
+                "campaign_id": sent.campaign_id,
+                "recipient_id": sent.recipient_id,
+                "recipient_domain": sent.domain,
+                "smtp_code": reply.code,
+                "outcome": verdict.outcome.value,
+                "reason": verdict.reason,
+            },
+        )
+        if verdict.outcome in (Outcome.ACCOUNT_PAUSED, Outcome.ACCOUNT_DISABLED):
+            self.release(claimed)
+            smtp_pool().close(str(self.account.id))
+        pause_until = self._quota_frees_at() if verdict.pause_until_window_frees else None
+        return Delivery(sent, reply, verdict, pause_until)
+
+    def can_fast_finish(self, delivery: Delivery) -> bool:
+        """A plain success on an account with no failure streak to reset."""
+        return delivery.verdict.outcome is Outcome.SENT and self.failures_known_zero
+
+    def record(self, delivery: Delivery) -> Recorded:
+        recorded = record(
+            self.session,
+            self.settings,
+            sent=delivery.sent,
+            account_id=self.account.id,
+            reply=delivery.reply,
+            verdict=delivery.verdict,
+            now=_now(),
+            pause_until_window_frees=delivery.pause_until,
+            sending_domain=self.account.sending_domain,
+        )
+        # record() resets the streak on success and bounce, counts a failure when the
+        # verdict says so, and leaves it alone for refusals about the recipient.
+        if delivery.verdict.account_failure:
+            self.failures_known_zero = False
+        elif delivery.verdict.outcome in (Outcome.SENT, Outcome.BOUNCED):
+            self.failures_known_zero = True
+        return recorded
+
+    def _build(self, claimed: Claimed) -> bytes:
+        sent = claimed.sent
+        campaign = self.campaign(sent.campaign_id)
+        token = self.tokens.token(sent.recipient_id)
+        unsubscribe_url = f"{self.settings.public_base_url}/u/{token}"
+        templates = compiled_for(
+            campaign.subject,
+            campaign.body_text,
+            campaign.body_html,
+            limits=template_limits(self.settings),
+        )
+        rendered = templates.render(
+            recipient_context(campaign.field_names, claimed.fields, sent.email, unsubscribe_url)
+        )
+        return build_message(
+            MessageSpec(
+                from_email=self.account.email,
+                from_name=campaign.from_name or self.account.from_name,
+                to_email=sent.email,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                unsubscribe_url=unsubscribe_url,
+                unsubscribe_mailto=(
+                    f"mailto:{self.mailbox}?subject=unsubscribe-{token}" if self.mailbox else None
+                ),
+                company_address=self.settings.company_address,
+                message_id=sent.message_id,
+            )
+        )
+
+    def _quota_frees_at(self) -> datetime | None:
+        """A provider's daily quota is spent: pause until our own day window for the account
+        frees its oldest send (the provider counts a rolling day as well)."""
+        window = account_day_window(self.account, self.settings)
+        used = self.limiter.used([window])[0]
+        if used == 0:
+            return None
+        frees = self.limiter.frees_at(replace(window, limit=used))
+        return datetime.fromtimestamp(frees, UTC) if frees else None
+
+    def take_places_now(self, late: list[tuple[int, Held]]) -> set[int]:
+        """Sends reached after their moment: the ids whose reservation moved to now (one
+        round trip for them all); the others must be placed again."""
+        moves = []
+        free: set[int] = set()
+        for recipient_id, held in late:
+            if held.reservation is None:
+                free.add(recipient_id)
+                continue
+            campaign = self.campaign(held.campaign_id)
+            windows = self.limits.windows(
+                account=self.account,
+                recipient_domain=held.domain,
+                campaign_id=campaign.id,
+                campaign_daily_cap=campaign.daily_cap,
+            )
+            moves.append((recipient_id, windows, held.reservation))
+        decisions = self.limiter.move_many([(w, token) for _, w, token in moves])
+        return free | {i for (i, _, _), d in zip(moves, decisions, strict=True) if d.allowed}
+
+    def release(self, claimed: Claimed) -> None:
+        """Gives back the limiter reservation of a message that never reached a server."""
+        if claimed.reservation is None:
+            return
+        campaign = self.campaign(claimed.sent.campaign_id)
+        windows = self.limits.windows(
+            account=self.account,
+            recipient_domain=claimed.sent.domain,
+            campaign_id=campaign.id,
+            campaign_daily_cap=campaign.daily_cap,
+        )
+        self.limiter.release(windows, claimed.reservation)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
