@@ -13,8 +13,8 @@ from pathlib import PurePath
 from typing import Any
 
 import marshmallow as ma
+from flask import Response as FlaskResponse
 from flask import (
-    Response,
     current_app,
     flash,
     redirect,
@@ -24,6 +24,7 @@ from flask import (
     url_for,
 )
 from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response
 
 from app.api.schemas.campaigns import CampaignFieldsSchema
 from app.errors import DomainError, InvalidInput
@@ -177,7 +178,7 @@ def new_campaign_rejected() -> Response:
     if isinstance(wizard, Response):
         return wizard
     name = PurePath(wizard.filename).stem or "contacts"
-    return Response(
+    return FlaskResponse(
         stream_with_context(campaign_drafts.rejected_rows(wizard)),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{_safe(name)}-rejected.csv"'},

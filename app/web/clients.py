@@ -4,10 +4,11 @@ gives them (their memberships; every client for an admin)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import abort, flash, g, redirect, request, session, url_for
 from flask_login import current_user
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from app.extensions import db
@@ -21,7 +22,9 @@ SESSION_KEY = "client_id"
 def _clients() -> list[Client]:
     if "web_clients" not in g:
         g.web_clients = (
-            visible_clients(db.session, current_user) if current_user.is_authenticated else []
+            visible_clients(cast(Session, db.session), current_user)
+            if current_user.is_authenticated
+            else []
         )
     clients: list[Client] = g.web_clients
     return clients

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -52,7 +53,7 @@ def register_error_pages(app: Flask) -> None:
         app.register_error_handler(status, _http_error)
 
 
-def _http_error(exc: HTTPException) -> object:
+def _http_error(exc: HTTPException) -> Any:
     if not wants_page():
         from app.api.errors import http_error_response
 
