@@ -95,6 +95,10 @@ class Limiter:
         self._token_prefix = os.urandom(6).hex() + "."
         self._next_token = 1
 
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
     def reserve(
         self, windows: Sequence[Window], *, now: float | None = None, horizon: float = 0.0
     ) -> Decision:

@@ -359,3 +359,14 @@ def test_a_domain_under_back_off_waits_until_it_ends_and_others_go(app, factory)
     assert {(r.status, r.next_attempt_at) for r in held} == {("pending", until)}
     assert dispatch(app).claimed == 0  # not rescanned before the back-off ends
     assert dispatch(app, now=until + timedelta(seconds=1)).queued == 3
+
+
+def test_a_pass_counts_its_limiter_refusals_by_scope(app, factory, redis_client):
+    from app.metrics.counters import limiter_refusals
+
+    factory.create_account(per_minute_limit=1)
+    campaign = factory.create_campaign(status="running")
+    factory.create_recipients(campaign, _emails(3))
+    result = dispatch(app)
+    assert (result.queued, result.postponed) == (1, 2)
+    assert limiter_refusals(redis_client) == {"account": 2}

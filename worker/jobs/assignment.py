@@ -59,6 +59,8 @@ class Pool:
     blocked_until: dict[int, float] = field(default_factory=dict)
     # Offers of the current round not yet answered by the limiter, per account.
     tentative: Counter[int] = field(default_factory=Counter)
+    # Refusals of this pass by the scope that refused (the limiter refusals metric).
+    refusals: Counter[str] = field(default_factory=Counter)
 
     def candidates_for(self, campaign: Campaign) -> list[Candidate]:
         return [
@@ -172,6 +174,8 @@ def assign(
                 assigned.append(Assigned(item, account.id, decision.token, decision.at))
                 continue
             pool.remaining[account.id] += 1
+            if decision.refused is not None:
+                pool.refusals[decision.refused.scope.value] += 1
             _note_refusal(decision, item, account, pool, blocked, table)
             if decision.refused is not None and decision.refused.scope in (
                 Scope.ACCOUNT,

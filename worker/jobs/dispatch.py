@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import unit_of_work
+from app.metrics.counters import count_limiter_refusals
 from app.models import Campaign, CampaignStatus, Client, ClientStatus
 from app.services.limits import load_limits, make_limiter
 from app.services.windows import in_window
@@ -216,6 +217,7 @@ def dispatch_batch(
         for r in rows
     ]
     assigned, postponed = assign(due, pool, campaigns, table, limiter, settings, now)
+    count_limiter_refusals(limiter.redis, pool.refusals)
     _write_queued(session, assigned, now, result, settings)
     _write_postponed(session, postponed, now, result)
     _alert_campaigns_without_accounts(due, campaigns)

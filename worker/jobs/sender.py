@@ -181,6 +181,7 @@ class Sender:
                 "recipient_id": sent.recipient_id,
                 "recipient_domain": sent.domain,
                 "smtp_code": reply.code,
+                "smtp_stage": reply.stage.value if reply.stage else None,
                 "outcome": verdict.outcome.value,
                 "reason": verdict.reason,
             },
