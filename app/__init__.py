@@ -1,18 +1,21 @@
 """Sendfleet's Flask application. create_app() is the only wiring point; importing this
-package connects to nothing."""
+package connects to nothing, and imports no Flask either: beat (worker/beat_app.py) reads
+app.settings without carrying the web stack."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, request
-from redis import Redis
-
-from app.errors import DomainError, domain_error_response, error_response
 from app.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from flask import Flask
+    from redis import Redis
+
     from app.api import api_config, register_api
     from app.cli import register_cli
     from app.extensions import csrf, db, login, migrate
@@ -89,6 +92,9 @@ def flask_config(settings: Settings) -> dict[str, Any]:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    from flask import request
+
+    from app.errors import DomainError, domain_error_response, error_response
     from app.outages import register_outage_handlers
 
     app.register_error_handler(DomainError, domain_error_response)
@@ -106,7 +112,9 @@ def _register_error_handlers(app: Flask) -> None:
 def _limit_json_bodies() -> Response | None:
     """MAX_CONTENT_LENGTH admits CSV uploads of IMPORT_MAX_BYTES; a body that is parsed
     whole (anything but multipart) stops at API_MAX_JSON_BYTES, before it is read."""
-    from flask import current_app
+    from flask import current_app, request
+
+    from app.errors import error_response
 
     limit = current_app.extensions["settings"].api_max_json_bytes
     if request.mimetype == "multipart/form-data" or (request.content_length or 0) <= limit:

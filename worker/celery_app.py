@@ -3,15 +3,22 @@ app context; pool resources are re-created in each forked worker process."""
 
 from __future__ import annotations
 
-from typing import Any
+import gc
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init, worker_process_shutdown
-from flask import Flask
+from celery.signals import (
+    worker_before_create_process,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from kombu import Exchange, Queue
 
 from app.settings import Settings
 from worker.schedule import beat_schedule
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 DISPATCH_QUEUE = "sendfleet.dispatch"
 SEND_QUEUE = "sendfleet.send"
@@ -77,6 +84,14 @@ def celery_init_app(app: Flask) -> Celery:
     app.extensions["celery"] = celery
 
     import worker.tasks  # noqa: F401  (registers the tasks on this app)
+
+    @worker_before_create_process.connect(weak=False)
+    def _freeze_before_fork(**_: object) -> None:
+        # A prefork child shares the parent's pages until it writes to them, and a garbage
+        # collection in the child writes to every object it walks (its GC header): one full
+        # collection copied about 40 MB per child. Frozen objects are never walked again.
+        gc.collect()
+        gc.freeze()
 
     @worker_process_init.connect(weak=False)
     def _fresh_resources(**_: object) -> None:
