@@ -9,7 +9,8 @@
 #   ops/entrypoint.sh worker    celery worker on the send queue
 #   ops/entrypoint.sh control   celery worker on the dispatch queue: dispatch, recovery,
 #                               alerts, scheduled checks; one process
-#   ops/entrypoint.sh beat      celery beat
+#   ops/entrypoint.sh beat      celery beat, from worker/beat_app.py: settings and the schedule
+#                               only, no Flask app (beat only enqueues, by task name)
 #   ops/entrypoint.sh health ROLE   exit 0 when that process answers (HEALTHCHECK, deploy)
 #   ops/entrypoint.sh drain ROLE    a worker stops taking tasks and finishes what it holds
 #
@@ -117,7 +118,7 @@ case "$role" in
       --hostname "$(node_name control)" --loglevel "$LOG_LEVEL" "$@"
     ;;
   beat)
-    exec celery -A worker beat --schedule "$BEAT_SCHEDULE_FILE" --loglevel "$LOG_LEVEL" "$@"
+    exec celery -A worker.beat_app beat --schedule "$BEAT_SCHEDULE_FILE" --loglevel "$LOG_LEVEL" "$@"
     ;;
   health) health "${1:-}" ;;
   drain) drain "${1:-}" ;;
