@@ -75,17 +75,22 @@ PY
 # has nothing left to finish. Tasks still reserved go back to the broker on shutdown
 # (acks_late); rows a lost process held are the recovery job's (DESIGN "Recovery").
 drain() {
-  local node queue deadline active
+  local node queue started deadline active held=""
   node=$(node_name "$1")
   queue=$(queue_of "$1")
   remote_control control cancel_consumer "$queue" --destination "$node" --timeout 5 >/dev/null
+  started=$SECONDS
   deadline=$((SECONDS + DRAIN_TIMEOUT_SECONDS))
   while :; do
     active=$(remote_control inspect active --destination "$node" --timeout 5 --json 2>/dev/null |
       python -c 'import json,sys; print(sum(len(v or []) for v in json.load(sys.stdin).values()))') ||
       active="?"
-    if [[ "$active" == 0 ]]; then
+    held=${held:-$active}
+    if [[ "$active" == 0 && "$held" == 0 ]]; then
       echo "drain: $node takes no new tasks and has none in flight"
+      return 0
+    elif [[ "$active" == 0 ]]; then
+      echo "drain: $node takes no new tasks; its $held task(s) in flight finished after $((SECONDS - started))s"
       return 0
     fi
     if ((SECONDS >= deadline)); then

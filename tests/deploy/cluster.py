@@ -61,6 +61,7 @@ class Cluster:
     known_hosts: Path
     nodes: list[Node] = field(default_factory=list)
     bridge: str = ""
+    gateway: str = ""  # the test's own address on the bridge (the deployer, test servers)
     created_user: bool = False
 
     @property
@@ -113,6 +114,7 @@ def build_cluster(names: tuple[str, ...] = ("node1", "node2", "node3")) -> Clust
         key=root / "deploy_key",
         known_hosts=root / "known_hosts",
         bridge=f"sfbr{suffix}",
+        gateway=f"{subnet}.254",
     )
     try:
         _create_user(cluster)

@@ -22,8 +22,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
+from app.api.auth import create_key
 from tests.deploy.cluster import Cluster, Node, build_cluster, unavailable_reason
+from tests.smtp_server import ScriptedSMTPServer
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.test/sendfleet"
@@ -35,6 +39,9 @@ SECRETS = {
     "CREDENTIALS_KEY": "ZmRlcGxveS10ZXN0LWtleS0zMi1ieXRlcy1sb25nISE=",
     "GRAFANA_ADMIN_PASSWORD": "grafana-test",
 }
+
+RECIPIENTS = [f"reader{n}@example{n}.com" for n in range(4)]
+SLOW_REPLY = 4.0  # seconds before the server answers each message's final dot
 
 pytestmark = pytest.mark.skipif((reason := unavailable_reason()) is not None, reason=reason or "")
 
@@ -86,7 +93,7 @@ def deploy(cluster: Cluster) -> Iterator[object]:
         "LOG_FORMAT": "text",
         "PROMETHEUS_MULTIPROC_DIR": f"{cluster.deploy_dir}/prometheus",
         "API_BIND": "0.0.0.0:8000",
-        "DRAIN_TIMEOUT_SECONDS": "60",
+        "DRAIN_TIMEOUT_SECONDS": "120",
     }
     inventory = []
     for node in cluster.nodes:
@@ -132,6 +139,48 @@ def deploy(cluster: Cluster) -> Iterator[object]:
         return done
 
     yield run
+
+
+def start_campaign(node1: Node, dsn: str, smtp_port: int) -> int:
+    """A running campaign on node 1 through its API, sending to the test's SMTP server."""
+    engine = create_engine(dsn)
+    with Session(engine) as session:
+        _, key = create_key(session, "deploy test", is_admin=True)
+        session.commit()
+    engine.dispose()
+
+    def post(path: str, body: dict[str, object]) -> dict[str, object]:
+        request = urllib.request.Request(
+            f"http://{node1.address}:8000/api/v1{path}",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.load(reply)  # type: ignore[no-any-return]
+
+    post("/accounts", {
+        "name": "relay", "provider": "smtp", "email": "sender@sendfleet.test",
+        "host": node1.address.rsplit(".", 1)[0] + ".254", "port": smtp_port,
+        "security": "none", "warmup": False, "per_minute_limit": 60,
+    })  # fmt: skip
+    campaign = post("/campaigns", {
+        "name": "during the deploy", "subject": "Hello", "body_text": "Hello {{ email }}",
+        "recipients": [{"email": email} for email in RECIPIENTS],
+    })  # fmt: skip
+    post(f"/campaigns/{campaign['id']}/start", {})
+    return int(campaign["id"])  # type: ignore[call-overload]
+
+
+def wait_for_status(dsn: str, campaign: int, status: str, every: bool = False) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT status FROM recipients WHERE campaign_id = %s", (campaign,))
+            statuses = [row[0] for row in cur.fetchall()]
+        if statuses and (all if every else any)(s == status for s in statuses):
+            return
+        assert time.monotonic() < deadline, f"recipients {statuses}, waiting for {status}"
+        time.sleep(0.3)
 
 
 def pids(node: Node) -> dict[str, int]:
@@ -203,20 +252,36 @@ def test_three_node_deploy_then_again_then_upgrade_then_rollback(cluster: Cluste
         assert pids(node) == before[node.name]
         assert events(node) == before_events[node.name]
 
-    # A new tag: node 1 first, then each worker drained, stopped warm, replaced.
-    upgrade = deploy("v2")
-    assert upgrade.returncode == 0, explain(upgrade, cluster)
+    # A new tag for the workers while a batch is being sent (each message's final reply
+    # takes SLOW_REPLY seconds): each worker is drained, its batch finishes, it stops warm.
+    with ScriptedSMTPServer(host=cluster.gateway) as smtp:
+        smtp.delay_data_reply(SLOW_REPLY, times=len(RECIPIENTS))
+        campaign = start_campaign(node1, dsn, smtp.port)
+        wait_for_status(dsn, campaign, "sending")
+        workers = deploy("v2", "--only", "node2", "--only", "node3")
+        assert workers.returncode == 0, explain(workers, cluster)
+        wait_for_status(dsn, campaign, "sent", every=True)
+        received = sorted(r for message in smtp.received for r in message.recipients)
+    assert received == sorted(RECIPIENTS)  # each once: nothing lost, nothing sent twice
     for node in (node2, node3):
-        assert f"deploy: {node.name}: draining the worker of release" in upgrade.stdout
-        assert (
-            f"drain: send@{node.name} takes no new tasks and has none in flight" in upgrade.stdout
-        )
+        assert f"deploy: {node.name}: draining the worker of release" in workers.stdout
         assert re.search(r"worker pid \d+ stopped by SIGTERM within 1920s", events(node))
         assert images(node)["worker"] == f"{IMAGE}:v2"
+    waited = re.findall(
+        r"drain: send@node\d takes no new tasks; its (\d+) task\(s\) in flight finished after",
+        workers.stdout,
+    )
+    assert waited and int(waited[0]) >= 1, workers.stdout
+    assert workers.stdout.index("node3: healthy") > workers.stdout.index("node2: healthy")
+
+    # Then node 1: its services are replaced, PostgreSQL and Redis stay up; the workers,
+    # already on v2, are left alone.
+    upgrade = deploy("v2")
+    assert upgrade.returncode == 0, explain(upgrade, cluster)
     assert images(node1)["api"] == f"{IMAGE}:v2"
-    assert images(node1)["postgres"].startswith("postgres:")
-    assert pids(node1)["postgres"] == before["node1"]["postgres"]  # the database stays up
-    assert upgrade.stdout.index("node3: healthy") > upgrade.stdout.index("node2: healthy")
+    assert pids(node1)["postgres"] == before["node1"]["postgres"]
+    assert pids(node1)["redis"] == before["node1"]["redis"]
+    assert "node2: already runs release" in upgrade.stdout
 
     # A broken tag: node 1 is not healthy, goes back to v2 and says so; the deploy stops
     # there and the workers keep v2.
