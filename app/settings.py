@@ -229,6 +229,11 @@ class Settings(BaseSettings):
     # or a test server with a private CA or a self-signed certificate.
     smtp_ca_file: str | None = None
     smtp_idle_seconds: float = Field(60, gt=0)
+    # Open SMTP connections of one process: to one server (many accounts share a relay,
+    # which serves a limited number of clients at once: Postfix 100 by default, for every
+    # process of every node), and in all. The least recently used idle one makes room.
+    smtp_max_connections_per_host: int = Field(8, ge=1, le=1000)
+    smtp_max_connections: int = Field(100, ge=1, le=10000)
 
     # Uploads over HTTP only (the CLI reads local files, bounded by rows): 1,000,000 rows of
     # five ordinary columns are ~60 MB, wide exports (Google, Outlook: 30-90 columns) 2-3x.

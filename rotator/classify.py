@@ -284,6 +284,12 @@ def _classify_error(kind: str, stage: Stage | None) -> Verdict:
             account_failure=stage is Stage.MAIL,
             about=About.RECIPIENT,
         )
+    if stage is Stage.CONNECT and kind in ("timeout", "connect_failed", "connection_lost"):
+        # The server did not take the connection or greet in time: a saturated or
+        # unreachable host, shared by every account on it (a relay serves a limited number
+        # of clients at once), not this account's failure. Deferred; whether the account's
+        # server is really down is the health check's judgement (worker.jobs.health).
+        return Verdict(Outcome.DEFERRED, kind, account_failure=False, about=About.MESSAGE)
     # timeout, connection_lost, tls_failed, connect_failed, client_error, and an unknown
     # kind the same way under its own name: deferred, nothing was delivered. Only a
     # failure of the session itself counts against the account; a connection lost

@@ -1,5 +1,10 @@
 """Pooled SMTP connections: one per key (account) per process, reused across messages.
 
+The pool is bounded: at most `max_per_host` open connections to one SMTP server (many
+accounts often share one relay, which serves a limited number of clients at once) and
+`max_open` in all; opening one more closes the least recently used idle one first, and
+connections idle longer than `idle_seconds` are closed whenever a new one is opened.
+
 `send` never raises for SMTP or network outcomes; it returns the SmtpReply. The one
 distinction that matters most is where a failure happened: before the end-of-data
 dot (nothing was delivered, safe to retry later) or after it (the server may have
@@ -53,10 +58,17 @@ class _Connection:
 
 class SmtpPool:
     def __init__(
-        self, *, idle_seconds: float = 60.0, max_messages_per_connection: int = 500
+        self,
+        *,
+        idle_seconds: float = 60.0,
+        max_messages_per_connection: int = 500,
+        max_per_host: int = 4,
+        max_open: int = 100,
     ) -> None:
         self._idle_seconds = idle_seconds
         self._max_messages = max_messages_per_connection
+        self._max_per_host = max_per_host
+        self._max_open = max_open
         self._conns: dict[str, _Connection] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -115,6 +127,14 @@ class SmtpPool:
         for key in list(self._conns):
             self.close(key)
 
+    def open_connections(self) -> dict[tuple[str, int], int]:
+        """Open connections per (host, port)."""
+        counts: dict[tuple[str, int], int] = {}
+        for conn in list(self._conns.values()):
+            server = (conn.endpoint.host, conn.endpoint.port)
+            counts[server] = counts.get(server, 0) + 1
+        return counts
+
     # --- internals ---------------------------------------------------------------------
 
     def _lock_for(self, key: str) -> threading.Lock:
@@ -150,9 +170,51 @@ class SmtpPool:
                 conn = None
         if conn is not None:
             return conn, True
+        self._make_room(key, endpoint, now)
         conn = _Connection(open_session(endpoint, progress), endpoint, now)
         self._conns[key] = conn
         return conn, False
+
+    def _make_room(self, key: str, endpoint: SmtpEndpoint, now: float) -> None:
+        """Before opening a connection for `key`: close the idle ones, then the least
+        recently used of the same server (and of all) while the bounds are reached. A
+        connection in use by another thread (its key's lock held) is never touched."""
+        for other, conn in list(self._conns.items()):
+            if other != key and now - conn.last_used > self._idle_seconds:
+                self._close_if_free(other)
+        server = (endpoint.host, endpoint.port)
+
+        def same_server(conn: _Connection) -> bool:
+            return (conn.endpoint.host, conn.endpoint.port) == server
+
+        for bound, among in ((self._max_per_host, same_server), (self._max_open, None)):
+            while True:
+                open_now = [
+                    (c.last_used, k)
+                    for k, c in list(self._conns.items())
+                    if k != key and (among is None or among(c))
+                ]
+                if len(open_now) < bound:
+                    break
+                closed = False
+                for _, oldest in sorted(open_now):
+                    if self._close_if_free(oldest):
+                        closed = True
+                        break
+                if not closed:
+                    break  # every one is in use: opening one more beats waiting
+
+    def _close_if_free(self, key: str) -> bool:
+        lock = self._lock_for(key)
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._conns.pop(key, None)
+            if conn is not None:
+                quit_politely(conn.smtp)
+            return conn is not None
+        finally:
+            lock.release()
 
     def _send(
         self,

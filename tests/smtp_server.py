@@ -247,6 +247,11 @@ class ScriptedSMTPServer:
         # aiosmtpd answers "535 5.7.8 Authentication credentials invalid".
         return AuthResult(success=False, handled=False)
 
+    @property
+    def open_connections(self) -> int:
+        """Clients connected right now."""
+        return len(self._live)
+
     def _on_connect(self, protocol: _ScriptedSMTP) -> bool:
         """Counts the connection; True when it is scripted to be dropped at once."""
         with self._lock:

@@ -297,7 +297,9 @@ REAL_REPLIES = [
 
 NETWORK_ERRORS = [
     # (kind, detail, stage, outcome, reason, counts against the account)
-    ("timeout", "TimeoutError: timed out", CONNECT, DEFERRED, "timeout", True),
+    # No connection or no greeting: a saturated or unreachable host, shared by every
+    # account on it; the health check judges whether the account's server is down.
+    ("timeout", "TimeoutError: timed out", CONNECT, DEFERRED, "timeout", False),
     ("timeout", "TimeoutError: timed out", RCPT, DEFERRED, "timeout", False),
     ("connection_lost", "ConnectionResetError: [Errno 104] Connection reset by peer", MAIL,
      DEFERRED, "connection_lost", True),
@@ -307,7 +309,9 @@ NETWORK_ERRORS = [
      "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed",
      Stage.TLS, DEFERRED, "tls_failed", True),
     ("connect_failed", "ConnectionRefusedError: [Errno 111]", CONNECT, DEFERRED,
-     "connect_failed", True),
+     "connect_failed", False),
+    ("connection_lost", "SMTPServerDisconnected: Connection unexpectedly closed", CONNECT,
+     DEFERRED, "connection_lost", False),
     ("outcome_lost", "SMTPServerDisconnected: Connection unexpectedly closed", DOT, UNKNOWN,
      "outcome_lost", False),
     ("client_error", "KeyError: 'x'", RCPT, DEFERRED, "client_error", False),

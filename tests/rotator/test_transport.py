@@ -486,3 +486,47 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _wait_for(check, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_connections_to_one_server_are_bounded_least_recently_used_first(
+    smtp_server: ScriptedSMTPServer,
+) -> None:
+    """Six accounts on one relay with a bound of two: never more than two open; the one used
+    longest ago is closed (politely) for the next, and the kept ones are reused."""
+    pool = SmtpPool(max_per_host=2)
+    ep = endpoint(smtp_server)
+    try:
+        for n in range(6):
+            assert pool.send(str(n), ep, FROM, "bob@example.org", message(n)).code == 250
+            assert pool.open_connections() == {("127.0.0.1", smtp_server.port): min(n + 1, 2)}
+            _wait_for(lambda: smtp_server.open_connections <= 2)
+        assert smtp_server.connections == 6
+        # Account 5 and 4 are the open ones: using them again opens nothing.
+        pool.send("5", ep, FROM, "bob@example.org", message(7))
+        pool.send("4", ep, FROM, "bob@example.org", message(8))
+        assert smtp_server.connections == 6
+    finally:
+        pool.close_all()
+
+
+def test_the_total_bound_spans_servers_and_idle_connections_close_first() -> None:
+    with ScriptedSMTPServer() as one, ScriptedSMTPServer() as two:
+        pool = SmtpPool(max_per_host=10, max_open=3, idle_seconds=0.2)
+        try:
+            for n in range(3):
+                pool.send(f"a{n}", endpoint(one), FROM, "bob@example.org", message(n))
+            pool.send("b0", endpoint(two), FROM, "bob@example.org", message(9))
+            assert sum(pool.open_connections().values()) == 3
+            time.sleep(0.3)  # everything open is idle now
+            pool.send("b1", endpoint(two), FROM, "bob@example.org", message(10))
+            assert pool.open_connections() == {("127.0.0.1", two.port): 1}
+            _wait_for(lambda: one.open_connections == 0)
+        finally:
+            pool.close_all()

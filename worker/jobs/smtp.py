@@ -22,7 +22,11 @@ def smtp_pool() -> SmtpPool:
     global _pool, _pool_pid
     if _pool is None or _pool_pid != os.getpid():
         settings: Settings = current_app.extensions["settings"]
-        _pool = SmtpPool(idle_seconds=settings.smtp_idle_seconds)
+        _pool = SmtpPool(
+            idle_seconds=settings.smtp_idle_seconds,
+            max_per_host=settings.smtp_max_connections_per_host,
+            max_open=settings.smtp_max_connections,
+        )
         _pool_pid = os.getpid()
     return _pool
 
