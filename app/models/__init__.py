@@ -11,6 +11,7 @@ from app.models.clients import Client, ClientStatus, UserClient, UserRole
 from app.models.events import Event, EventType
 from app.models.forecast_snapshots import ForecastSnapshot
 from app.models.limits import SCOPES, LimitOverride
+from app.models.recipient_counts import RecipientCount
 from app.models.recipients import DUE_STATUSES, FINAL_STATUSES, Recipient, RecipientStatus
 from app.models.sender_auth import AuthVerdict, SenderAuthCheck
 from app.models.suppressions import Suppression, SuppressionKind, SuppressionReason
@@ -41,6 +42,7 @@ __all__ = [
     "LimitOverride",
     "RampOutcome",
     "Recipient",
+    "RecipientCount",
     "RecipientStatus",
     "SenderAuthCheck",
     "Suppression",

@@ -18,9 +18,8 @@ from app.models import (
     Event,
     EventType,
     Recipient,
-    RecipientStatus,
 )
-from app.services import imports
+from app.services import imports, recipient_counts
 from app.services.clients import default_client_id, owner
 from app.services.templating import campaign_templates, check_templates
 from app.settings import Settings
@@ -305,19 +304,10 @@ def _refuse(session: Session, campaign_id: int, action: str, client_id: int | No
 
 
 def _counts(session: Session, campaign_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Recipients by status for each campaign, every status present: one GROUP BY
-    (ix_recipients_campaign_status)."""
-    counts = {cid: dict.fromkeys((s.value for s in RecipientStatus), 0) for cid in campaign_ids}
-    if not campaign_ids:
-        return counts
-    rows = session.execute(
-        select(Recipient.campaign_id, Recipient.status, func.count())
-        .where(Recipient.campaign_id.in_(campaign_ids))
-        .group_by(Recipient.campaign_id, Recipient.status)
-    )
-    for campaign_id, status, n in rows:
-        counts[campaign_id][status] = n
-    return counts
+    """Recipients by status for each campaign, every status present, from the counter
+    table the triggers keep (app.services.recipient_counts): a few rows per campaign,
+    not one per recipient."""
+    return recipient_counts.campaign_counts(session, campaign_ids)
 
 
 def _view(campaign: Campaign, counts: dict[str, int]) -> dict[str, Any]:

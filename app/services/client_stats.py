@@ -17,9 +17,8 @@ from app.models import (
     CampaignStatus,
     Event,
     EventType,
-    Recipient,
-    RecipientStatus,
 )
+from app.services import recipient_counts
 from app.services.clients import get_client
 
 DAYS_DEFAULT = 30
@@ -129,16 +128,7 @@ def _per_account(
 
 
 def _recipient_counts(session: Session, client_id: int) -> dict[str, int]:
-    counts = dict.fromkeys((s.value for s in RecipientStatus), 0)
-    rows = session.execute(
-        select(Recipient.status, func.count())
-        .join(Campaign, Campaign.id == Recipient.campaign_id)
-        .where(Campaign.client_id == client_id)
-        .group_by(Recipient.status)
-    )
-    for status, n in rows:
-        counts[status] = n
-    return counts
+    return recipient_counts.client_counts(session, client_id)
 
 
 def _campaign_counts(session: Session, client_id: int) -> dict[str, int]:
