@@ -10,6 +10,7 @@ why this config file, read first, sets it and empties the directory of a previou
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -30,3 +31,23 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Before each worker is forked, in the master (which serves no request itself)."""
+    flask_app = server.app.callable  # None without --preload: each worker builds its own app
+    if flask_app is not None:
+        # With --preload the master built the app, its SQLAlchemy engine included: a pooled
+        # connection the master used (a check at start-up) would be inherited by every
+        # worker and shared between them. Closed here, so a worker opens its own. Redis
+        # clients need nothing: redis-py's pool notices the new pid and starts afresh.
+        from app.extensions import db
+
+        with flask_app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+    # The workers share the master's pages until they write to them, and a garbage
+    # collection in a worker writes to every object it walks: frozen, the app's objects are
+    # never walked again (as in worker/celery_app.py's prefork hook).
+    gc.collect()
+    gc.freeze()
