@@ -107,9 +107,24 @@ def _send_batch(
             raise
     except BaseException:
         session.rollback()
+        _write_what_was_sent(session, sender, run.unwritten)
         release_held(session, sender.holder, recipient_ids)
         raise
     return result
+
+
+def _write_what_was_sent(session: Session, sender: Sender, unwritten: list[Delivery]) -> None:
+    """After an error of ours (or Redis's) mid-batch, the replies the servers already gave
+    are still written when the database answers, so those rows are not left to become
+    `unknown`."""
+    if not unwritten:
+        return
+    try:
+        sender.write(unwritten)
+        session.commit()
+    except Exception:  # the original error is the news; recovery has these rows
+        session.rollback()
+        log.warning("send.outcomes_unwritten", extra={"count": len(unwritten)}, exc_info=True)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -36,7 +37,12 @@ def hand_back(session: Session, settings: Settings, account_id: int, ids: list[i
         HAND_BACK_QUEUED, {"ids": ids, "account_id": account_id, "now": datetime.now(UTC)}
     ).all()
     limiter = make_limiter(current_app.extensions["redis"], settings)
-    release_reservations(session, limiter, settings, rows)
+    try:
+        release_reservations(session, limiter, settings, rows)
+    except (RedisError, OSError) as exc:
+        # Redis is away: the places stay counted until their windows pass (never too few
+        # counted), and the rows go back all the same; PostgreSQL decides what is sent.
+        log.warning("send.release_failed", extra={"count": len(rows), "error": str(exc)})
     return len(rows)
 
 

@@ -9,16 +9,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from app.models import Account, AccountStatus, Campaign
 from app.services.limits import LimitTable, account_day_window, load_limits, make_limiter
-from app.services.templating import recipient_context, template_limits
-from app.services.unsubscribe import UnsubscribeTokens
+from app.services.outgoing import build_outgoing
 from app.settings import Settings
 from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
-from rotator.message import MessageSpec, build_message, make_message_id
-from rotator.templates import TemplateError, compiled_for
+from rotator.message import make_message_id
+from rotator.templates import TemplateError
 from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
 from worker.jobs.send_slots import Held
@@ -61,17 +61,11 @@ class Sender:
         redis: Redis = current_app.extensions["redis"]
         self.limiter = make_limiter(redis, settings)
         self.limits: LimitTable = load_limits(session, settings)
-        self.tokens = UnsubscribeTokens(
-            settings.secret_key.get_secret_value(), settings.public_base_url
-        )
         self.endpoint = endpoint_for(settings, account)
         self.campaigns: dict[int, Campaign] = {}
         self.failures_known_zero = account.consecutive_failures == 0
         # Beating before the first row is marked as held by this process.
         self.holder = ensure_beating(settings)
-        # Only a mailbox the operator owns: unsubscribe@<sending domain> of a consumer account
-        # would be a stranger's inbox receiving working tokens.
-        self.mailbox = settings.unsubscribe_mailbox
 
     @classmethod
     def load(cls, session: Session, settings: Settings, account_id: int) -> Sender | None:
@@ -217,35 +211,17 @@ class Sender:
         return recorded
 
     def _build(self, claimed: Claimed) -> bytes:
+        """The one builder, shared with the web UI's preview (app.services.outgoing)."""
         sent = claimed.sent
-        campaign = self.campaign(sent.campaign_id)
-        token = self.tokens.token(sent.recipient_id)
-        unsubscribe_url = f"{self.settings.public_base_url}/u/{token}"
-        templates = compiled_for(
-            campaign.subject,
-            campaign.body_text,
-            campaign.body_html,
-            limits=template_limits(self.settings),
-        )
-        rendered = templates.render(
-            recipient_context(campaign.field_names, claimed.fields, sent.email, unsubscribe_url)
-        )
-        return build_message(
-            MessageSpec(
-                from_email=self.account.email,
-                from_name=campaign.from_name or self.account.from_name,
-                to_email=sent.email,
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                unsubscribe_url=unsubscribe_url,
-                unsubscribe_mailto=(
-                    f"mailto:{self.mailbox}?subject=unsubscribe-{token}" if self.mailbox else None
-                ),
-                company_address=self.settings.company_address,
-                message_id=sent.message_id,
-            )
-        )
+        return build_outgoing(
+            self.settings,
+            self.campaign(sent.campaign_id),
+            self.account,
+            recipient_id=sent.recipient_id,
+            email=sent.email,
+            fields=claimed.fields,
+            message_id=sent.message_id,
+        ).raw
 
     def _quota_frees_at(self) -> datetime | None:
         """A provider's daily quota is spent: pause until our own day window for the account
@@ -274,7 +250,12 @@ class Sender:
                 campaign_daily_cap=campaign.daily_cap,
             )
             moves.append((recipient_id, windows, held.reservation))
-        decisions = self.limiter.move_many([(w, token) for _, w, token in moves])
+        try:
+            decisions = self.limiter.move_many([(w, token) for _, w, token in moves])
+        except (RedisError, OSError) as exc:
+            # The windows cannot say: the late ones are placed again once Redis is back.
+            log.warning("send.move_failed", extra={"count": len(moves), "error": str(exc)})
+            return free
         return free | {i for (i, _, _), d in zip(moves, decisions, strict=True) if d.allowed}
 
     def release(self, claimed: Claimed) -> None:
@@ -288,7 +269,10 @@ class Sender:
             campaign_id=campaign.id,
             campaign_daily_cap=campaign.daily_cap,
         )
-        self.limiter.release(windows, claimed.reservation)
+        try:
+            self.limiter.release(windows, claimed.reservation)
+        except (RedisError, OSError) as exc:  # counted until its windows pass: never too few
+            log.warning("send.release_failed", extra={"count": 1, "error": str(exc)})
 
 
 def _now() -> datetime:

@@ -46,4 +46,5 @@ def endpoint_for(settings: Settings, account: Account) -> SmtpEndpoint:
         username=account.username,
         password=password,
         timeout=settings.smtp_timeout_seconds,
+        ca_file=settings.smtp_ca_file,
     )
