@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     # Soft time limit of one send task (a group of up to SEND_GROUP_SIZE messages); the hard
     # limit is a minute more.
     send_task_time_limit_seconds: int = Field(1800, ge=60)
+    # A worker's pool process whose resident memory is above this once a task is done is
+    # replaced by a fresh fork (Celery's worker_max_memory_per_child; an idle one holds
+    # about 100 MB RSS, most of it shared with its parent): a slow leak never grows into
+    # the host's memory. 0: never replaced.
+    worker_max_memory_per_child_mb: int = Field(512, ge=0)
     retry_delays_seconds: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [300, 900, 3600]
     )

@@ -38,6 +38,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": False,
         "worker_prefetch_multiplier": 1,
+        # Checked after each task; the replacement is forked from the parent's frozen,
+        # shared pages (_freeze_before_fork). Celery counts KiB.
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child_mb * 1024 or None,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
         # Each queue its own exchange and routing key: with one shared binding every task
@@ -111,7 +114,8 @@ def celery_init_app(app: Flask) -> Celery:
         from worker.jobs.heartbeat import stop_beating
         from worker.jobs.smtp import smtp_pool
 
-        smtp_pool().close_all()
+        with app.app_context():  # the pool is found through the app's settings
+            smtp_pool().close_all()
         stop_beating()  # a clean exit holds nothing: no need to wait for the TTL
 
     return celery
