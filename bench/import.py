@@ -7,7 +7,9 @@
 
 The file has N rows of 5 columns (email, first_name, last_name, company, city), 2 %
 invalid addresses and 1 % duplicates (of an earlier row, in other letter case).
-Targets for 1,000,000 rows on the 2-core dev machine: under 20 s, peak RSS under 300 MB.
+Targets (issue 15, section 5) for 1,000,000 rows on the 2-core dev machine: at most 10 s,
+at least 0.1 of the bare COPY's rate measured in the same run, peak RSS under 300 MB. The
+machine is shared, so the ratio (same run) is the figure to compare between runs.
 
 Usage: .venv/bin/python bench/import.py [--rows 1000000]
 Needs PostgreSQL on 127.0.0.1 (user postgres, trust).
@@ -206,8 +208,9 @@ def prepare(database_url: str) -> int:
         with unit_of_work() as session:
             campaign_id: int = session.execute(
                 text(
-                    "INSERT INTO campaigns (name, subject, body_text) "
-                    "VALUES ('bench', 'Hi', 'Hi {{ first_name }}') RETURNING id"
+                    "INSERT INTO campaigns (client_id, name, subject, body_text) "
+                    "SELECT min(id), 'bench', 'Hi', 'Hi {{ first_name }}' FROM clients "
+                    "RETURNING id"
                 )
             ).scalar_one()
         from app.extensions import db
@@ -254,9 +257,10 @@ def report(
     }
     exact = want == {"imported": got["imported"], "rejected": got["rejected"]}
     print(f"counts exact: {'yes' if exact else 'NO, expected ' + json.dumps(want)}")
-    met = ours < 20 and result["peak_rss_kb"] < 300 * 1024
+    met = ours <= 10 and copy_seconds / ours >= 0.1 and result["peak_rss_kb"] < 300 * 1024
     print(
-        f"targets (1M rows < 20 s, peak RSS < 300 MB): {'met' if met else 'NOT met'}"
+        "targets (1M rows <= 10 s, >= 0.1 of COPY's rate, peak RSS < 300 MB): "
+        + ("met" if met else "NOT met")
         + ("" if rows == 1_000_000 else f" (for {rows:,} rows)")
     )
     if not exact:

@@ -44,6 +44,7 @@ class Staging:
         self.table = f"import_staging_{suffix}"
         self.rejected = f"import_rejected_{suffix}"
         self.text_columns = [f"c{i}" for i in range(1, text_columns + 1)]
+        self.rows = 0  # rows staged, as COPY reports them
         extra = "".join(f", {c} text" for c in self.text_columns)
         session.execute(
             text(
@@ -70,6 +71,7 @@ class Staging:
                 if source.error is not None:
                     raise source.error from None
                 raise
+            self.rows += cursor.rowcount
 
     def drop(self) -> None:
         self.session.execute(text(f"DROP TABLE IF EXISTS {self.table}, {self.rejected}"))
