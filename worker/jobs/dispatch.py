@@ -205,13 +205,15 @@ def dispatch_batch(
         return result
     table = load_limits(session, settings)
     pool = load_pool(session, limiter, settings)
+    # One candidate list per campaign, shared by its rows (not one per row: 1,200 accounts).
+    candidates = {cid: pool.candidates_for(campaigns[cid]) for cid in {r.campaign_id for r in rows}}
     due = [
         Due(
             r.id,
             r.campaign_id,
             r.email,
             r.domain,
-            pool.candidates_for(campaigns[r.campaign_id]),
+            candidates[r.campaign_id],
             client_id=campaigns[r.campaign_id].client_id,
         )
         for r in rows

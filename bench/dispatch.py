@@ -1,0 +1,161 @@
+"""The dispatcher at the seed's scale: 1,200 accounts and one campaign of 1,000,000 due
+recipients over 10,000 domains, limits lifted. Times full dispatcher passes (claim, drop
+suppressed, choose accounts, reserve every window, mark queued) in process, against the
+same run's raw baseline: the pass's claim statement alone (the index scan that any
+dispatcher must do). Also counts how many send tasks a pass makes and how many rows each
+carries, since a task per recipient is what made throughput fall with many accounts.
+
+Usage: .venv/bin/python bench/dispatch.py [--accounts 1200] [--recipients 1000000]
+Needs PostgreSQL and Redis on 127.0.0.1 (Redis DB 9 of BENCH_REDIS is flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg2
+import redis
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/9")
+
+
+def admin(sql: str) -> None:
+    conn = psycopg2.connect(PG_ADMIN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql)
+    conn.close()
+
+
+def seed(url: str, accounts: int, recipients: int) -> int:
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO accounts (client_id, name, provider, email, sending_domain, host, port,"
+            " security, daily_limit, warmup_enabled, per_minute_limit)"
+            " SELECT (SELECT min(id) FROM clients), 'acct-' || g, 'smtp',"
+            " 'sender' || g || '@brand' || (g %% 40) || '.example', 'brand' || (g %% 40) || "
+            " '.example', '127.0.0.1', 25, 'none', 10000000, false, 10000000"
+            " FROM generate_series(1, %s) g",
+            (accounts,),
+        )
+        cur.execute(
+            "INSERT INTO campaigns (client_id, name, subject, body_text, status) VALUES"
+            " ((SELECT min(id) FROM clients), 'big', 'Hi', 'Hello', 'running') RETURNING id"
+        )
+        campaign_id = int(cur.fetchone()[0])
+        cur.execute(
+            "INSERT INTO recipients (campaign_id, email, domain, fields)"
+            " SELECT %s, 'p' || g || '@d' || (g %% 10000) || '.example',"
+            " 'd' || (g %% 10000) || '.example', '{}'::jsonb FROM generate_series(1, %s) g",
+            (campaign_id, recipients),
+        )
+    conn.close()
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    conn.cursor().execute("VACUUM ANALYZE recipients")
+    conn.close()
+    return campaign_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1200)
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--passes", type=int, default=5)
+    args = parser.parse_args()
+    db_name = f"sendfleet_bench_dispatch_{os.getpid()}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
+    admin(f'CREATE DATABASE "{db_name}"')
+    os.environ.update(
+        {
+            "SENDFLEET_ENV": "development",
+            "DATABASE_URL": url,
+            "REDIS_URL": REDIS_URL,
+            "SECRET_KEY": uuid.uuid4().hex,
+            "CREDENTIALS_KEY": Fernet.generate_key().decode(),
+            "COMPANY_ADDRESS": "Bench Ltd, 1 Test Street, Berlin",
+            "LIMIT_SYSTEM_PER_MINUTE": "100000000",
+            "LIMIT_ACCOUNT_PER_MINUTE": "100000000",
+            "LIMIT_SENDING_DOMAIN_PER_DAY": "100000000",
+            "LIMIT_RECIPIENT_DOMAIN_PER_DAY": "100000000",
+            "LIMIT_FREEMAIL_PER_DAY": "100000000",
+            "DISPATCH_MAX_IN_FLIGHT": "100000000",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        campaign_id = seed(url, args.accounts, args.recipients)
+        seeded = time.perf_counter() - t0
+        from app import create_app
+        from app.db import unit_of_work
+        from app.services.limits import make_limiter
+        from worker.jobs.dispatch import dispatch_batch
+        from worker.jobs.dispatch_sql import CLAIM_DUE
+
+        app = create_app()
+        settings = app.extensions["settings"]
+        ticks: list[float] = []
+        claims: list[float] = []
+        tasks: list[int] = []
+        queued: list[int] = []
+        with app.app_context():
+            limiter = make_limiter(app.extensions["redis"], settings)
+            for _ in range(args.passes):
+                with unit_of_work() as session:
+                    started = time.perf_counter()
+                    session.execute(
+                        CLAIM_DUE,
+                        {
+                            "campaign_ids": [campaign_id],
+                            "quotas": [settings.dispatch_batch_size],
+                            "due_by": datetime.now(UTC) + timedelta(seconds=5),
+                            "taken": [],
+                        },
+                    ).all()
+                    claims.append(time.perf_counter() - started)
+                    session.rollback()
+                with unit_of_work() as session:
+                    started = time.perf_counter()
+                    result = dispatch_batch(session, limiter, settings, now=datetime.now(UTC))
+                ticks.append(time.perf_counter() - started)
+                tasks.append(len(result.batches))
+                queued.append(result.queued)
+    finally:
+        admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
+        )
+        admin(f'DROP DATABASE IF EXISTS "{db_name}"')
+    tick, claim = statistics.median(ticks), statistics.median(claims)
+    print(f"accounts                  {args.accounts:10d}")
+    print(f"due recipients            {args.recipients:10d}   (seeded in {seeded:.1f} s)")
+    print(f"rows per pass             {statistics.median(queued):10.0f}")
+    print(f"dispatcher pass           {tick * 1000:10.1f} ms  (median of {args.passes}; target < 1000)")
+    print(f"claim statement alone     {claim * 1000:10.1f} ms  (baseline)")
+    print(f"ratio claim / pass        {claim / tick:10.2f}")
+    rows_per_task = statistics.median(queued) / max(statistics.median(tasks), 1)
+    print(f"send tasks per pass       {statistics.median(tasks):10.0f}   ({rows_per_task:.1f} rows each)")
+
+
+if __name__ == "__main__":
+    main()
