@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +126,10 @@ def start(role: str, argv: list[str], env: dict[str, str], workdir: Path) -> Sta
     return Started(role, process, log)
 
 
-def wait_for(what: str, check: object, started: Started, seconds: float = 90) -> None:
+def wait_for(what: str, check: Callable[[], object], started: Started, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         if started.process.poll() is not None:
             break
@@ -139,7 +140,7 @@ def wait_for(what: str, check: object, started: Started, seconds: float = 90) ->
 def api_health(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as r:
-            return r.status == 200
+            return bool(r.status == 200)
     except OSError:
         return False
 
