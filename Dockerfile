@@ -14,6 +14,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     API_BIND=0.0.0.0:8000
+# pg_dump / pg_restore of the server's major version (15) for ops/backup.sh and restore.sh.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-15=15.* \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 sendfleet \
  && useradd --system --uid 10001 --gid sendfleet --home-dir /app --shell /usr/sbin/nologin sendfleet \
  && install -d -o sendfleet -g sendfleet /var/lib/sendfleet
@@ -24,6 +28,7 @@ COPY --chown=root:root app ./app
 COPY --chown=root:root worker ./worker
 COPY --chown=root:root rotator ./rotator
 COPY --chown=root:root ops/entrypoint.sh ./ops/entrypoint.sh
+COPY --chown=root:root ops/backup.sh ops/restore.sh ops/backup_settings.sh ops/backup_store.py ./ops/
 USER 10001:10001
 EXPOSE 8000
 # The api's check; the worker services override it with `health worker` (docker-compose.yml).
