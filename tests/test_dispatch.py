@@ -13,6 +13,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Campaign, Event, LimitOverride, Recipient
 from tests.pipeline import dispatch
+from worker.jobs import dispatch as dispatch_module
 from worker.jobs.dispatch import CLAIM_DUE
 from worker.jobs.locks import RedisLock
 
@@ -370,3 +371,32 @@ def test_a_pass_counts_its_limiter_refusals_by_scope(app, factory, redis_client)
     result = dispatch(app)
     assert (result.queued, result.postponed) == (1, 2)
     assert limiter_refusals(redis_client) == {"account": 2}
+
+
+def test_a_pass_holds_no_campaign_lock_a_pause_would_wait_for(
+    app, factory, database_url, monkeypatch
+):
+    """In the middle of a pass (its claimed rows locked until it commits), pausing the
+    campaign from another connection does not wait for the pass."""
+    _fast_account(factory)
+    campaign = factory.create_campaign(status="running")
+    factory.create_recipients(campaign, _emails(5))
+    paused: list[bool] = []
+    real = dispatch_module._write_queued
+
+    def pause_from_elsewhere(*args, **kwargs):
+        other = psycopg2.connect(database_url)
+        try:
+            with other, other.cursor() as cur:
+                cur.execute("SET lock_timeout = '2s'")  # a lock wait fails the test
+                cur.execute("UPDATE campaigns SET status = 'paused' WHERE id = %s", (campaign.id,))
+                paused.append(True)
+        finally:
+            other.close()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch_module, "_write_queued", pause_from_elsewhere)
+    result = dispatch(app)
+    assert paused == [True] and result.queued == 5
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).status == "paused"
