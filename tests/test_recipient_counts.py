@@ -344,3 +344,16 @@ def test_client_counts_are_the_sum_of_its_campaigns(app, factory, status):
     assert recipient_counts.client_counts(db.session, mine.client_id)[status] == 2
     assert recipient_counts.client_counts(db.session, other.id)[status] == 1
     assert set(recipient_counts.client_counts(db.session, other.id)) == set(STATUSES)
+
+
+def test_recount_repairs_counts_changed_behind_the_triggers(app, factory):
+    campaign = factory.create_campaign()
+    factory.create_recipients(campaign, ["a@x.example", "b@x.example"])
+    with db.engine.begin() as conn:  # what a restore with triggers disabled leaves
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("UPDATE recipients SET status = 'sent'")
+    with db.engine.connect() as conn:
+        assert _kept(conn) != _plain(conn)
+    with unit_of_work() as session:
+        recipient_counts.recount(session)
+    assert assert_exact() == {(campaign.id, "sent"): 2}

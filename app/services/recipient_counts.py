@@ -33,6 +33,17 @@ FOLD_GONE_SLOTS = text(
     """
 )
 DROP_EMPTY = text("DELETE FROM recipient_counts WHERE slot = 0 AND n = 0")
+# A repair for counts gone wrong behind the triggers' back (a restore with triggers
+# disabled, session_replication_role = replica): SHARE mode holds off every writer of
+# recipients until the caller commits, so the new counts start exactly where they go on.
+RECOUNT = [
+    text("LOCK TABLE recipients IN SHARE MODE"),
+    text("DELETE FROM recipient_counts"),
+    text(
+        "INSERT INTO recipient_counts (campaign_id, status, slot, n) "
+        "SELECT campaign_id, status, 0, count(*) FROM recipients GROUP BY campaign_id, status"
+    ),
+]
 
 
 def zero_counts() -> dict[str, int]:
@@ -74,3 +85,9 @@ def compact(session: Session) -> int:
     folded = int(session.execute(FOLD_GONE_SLOTS).scalar_one())
     session.execute(DROP_EMPTY)
     return folded
+
+
+def recount(session: Session) -> None:
+    """Counts every campaign afresh from recipients (blocks their writers meanwhile)."""
+    for statement in RECOUNT:
+        session.execute(statement)
