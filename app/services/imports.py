@@ -2,7 +2,7 @@
 rows or none. The caller owns the transaction (app.db.unit_of_work); nothing here commits.
 
 How an import runs, and why this way (the importer's memory stays flat: a 1,000,000-row
-file peaks at ~115 MB RSS, of which ~100 MB is the app itself; see bench/import.py):
+file peaks at ~130 MB RSS, no more than the app itself loaded; see bench/import.py):
 
 1. The campaign row is locked (FOR NO KEY UPDATE: recipients' foreign-key checks
    still pass) so two imports into one campaign, or an import and a cancel, take
@@ -22,13 +22,13 @@ file peaks at ~115 MB RSS, of which ~100 MB is the app itself; see bench/import.
    order. Under the campaign lock nothing can conflict; if something did, the
    savepoint is rolled back and `ON CONFLICT DO NOTHING` inserts the rest, the clash
    counted as a duplicate (_insert_recipients). This statement is most of an import's
-   time and its floor (per million rows, backend CPU on the 2-core dev machine, about
-   11.5 s of an 18 s import): each row costs a heap insert and WAL, five index
-   insertions (uq_recipients_campaign_email ~4 s, the campaign/status index ~1.5 s),
-   two foreign-key checks (campaign ~4 s; account ~1.3 s although it is NULL: the
-   row trigger fires anyway) and its share of recipient_counts' statement trigger.
-   Inserting sorted by email (ids still in file order) did not help: the cost is the
-   unique check and key comparisons, not page locality.
+   time and its floor (bench/import_floor.py: per million rows about 11 s of backend
+   CPU on the 2-core dev machine, 20 times a bare COPY of the file): each row costs a
+   heap insert and WAL, five index insertions (uq_recipients_campaign_email 2-4 s),
+   two foreign-key checks (the campaign's 2.5-4 s; the account's fires although it is
+   NULL) and its share of recipient_counts' statement trigger. Inserting sorted by
+   email (ids still in file order) did not help: the cost is the unique check and the
+   key comparisons, not page locality.
 6. The campaign's field_names become the sorted union with this import's, and one
    `imported` event records the counts (never an address).
 

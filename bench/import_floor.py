@@ -1,0 +1,146 @@
+"""The write floor of an import: what storing rows in `recipients` costs, against a bare COPY.
+
+bench/import.py measures the importer; this measures the part no importer can avoid with
+today's schema, in the same run and on the same file (bench/import.py's generator):
+
+- baseline: COPY of the file into an UNLOGGED table of five text columns (as import.py);
+- floor: `INSERT INTO recipients ... SELECT` of the distinct valid-looking rows of that
+  table as they are (no decoding, validation, duplicate or suppression checks), into a
+  fresh campaign: heap and WAL, the five indexes, two foreign-key checks, the
+  recipient_counts statement trigger;
+- then the same INSERT once per constraint, index or trigger dropped (each in its own
+  rolled-back transaction of the throwaway database), to attribute the cost.
+
+Wall seconds, and the PostgreSQL backend's CPU seconds when the server runs on this host
+(/proc): the machine is shared, CPU time is the steadier figure.
+
+Usage: .venv/bin/python bench/import_floor.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("bench_import", HERE / "import.py")
+assert _spec is not None and _spec.loader is not None
+bench_import: Any = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_import)
+
+FIELDS = (
+    "jsonb_object(ARRAY['first_name', 'last_name', 'company', 'city']::text[], "
+    "ARRAY[btrim(s.first_name), btrim(s.last_name), btrim(s.company), btrim(s.city)])"
+)
+DROPS = {
+    "foreign key campaign_id": "ALTER TABLE recipients DROP CONSTRAINT "
+    "fk_recipients_campaign_id_campaigns",
+    "foreign key account_id (NULL)": "ALTER TABLE recipients DROP CONSTRAINT "
+    "fk_recipients_account_id_accounts",
+    "uq_recipients_campaign_email": "ALTER TABLE recipients DROP CONSTRAINT "
+    "uq_recipients_campaign_email",
+    "ix_recipients_campaign_status": "DROP INDEX ix_recipients_campaign_status",
+    "ix_recipients_due": "DROP INDEX ix_recipients_due",
+    "recipient_counts trigger": "DROP TRIGGER recipient_counts_insert ON recipients",
+}
+
+
+def backend_cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cur: Any, pid: int, sql: str) -> tuple[float, float | None]:
+    cpu0, started = backend_cpu(pid), time.perf_counter()
+    cur.execute(sql)
+    wall = time.perf_counter() - started
+    cpu1 = backend_cpu(pid)
+    return wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+
+
+def shown(wall: float, cpu: float | None) -> str:
+    return f"{wall:6.2f} s wall" + ("" if cpu is None else f", {cpu:6.2f} s backend CPU")
+
+
+def measure(database_url: str, campaign_id: int, path: Path) -> None:
+    conn = psycopg2.connect(database_url)
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    cur.execute(
+        "CREATE UNLOGGED TABLE bare_copy "
+        "(email text, first_name text, last_name text, company text, city text)"
+    )
+    cpu0, started = backend_cpu(pid), time.perf_counter()
+    with path.open("rb") as f:
+        cur.copy_expert("COPY bare_copy FROM STDIN (FORMAT csv, HEADER)", f, 1 << 18)
+    copy = time.perf_counter() - started, (backend_cpu(pid) or 0) - (cpu0 or 0)
+    # The rows an import would keep, roughly: one per lower-cased address with an @.
+    # In file order (a sequential scan of the COPY's table), first occurrences only.
+    cur.execute(
+        "CREATE UNLOGGED TABLE staged AS SELECT DISTINCT ON (lower(email)) lower(email) AS "
+        "email, split_part(lower(email), '@', 2) AS domain, first_name, last_name, company, "
+        "city, n FROM (SELECT row_number() OVER () AS n, * FROM bare_copy) b "
+        "WHERE email LIKE '%_@_%.%' ORDER BY lower(email), n"
+    )
+    cur.execute("CREATE UNLOGGED TABLE staged_in_order AS SELECT * FROM staged ORDER BY n")
+    cur.execute("ANALYZE staged_in_order")
+    cur.execute("SELECT count(*) FROM staged_in_order")
+    rows = cur.fetchone()[0]
+    conn.commit()
+    insert = (
+        "INSERT INTO recipients (campaign_id, email, domain, fields, status) "
+        f"SELECT {campaign_id}, s.email, s.domain, {FIELDS}, 'pending' FROM staged_in_order s"
+    )
+    print(f"bare COPY (unlogged, text):      {shown(*copy)}")
+    floor = timed(cur, pid, insert)
+    conn.rollback()
+    print(f"INSERT of {rows:,} rows into recipients: {shown(*floor)}")
+    print(
+        f"floor ratio INSERT/COPY:         {floor[0] / copy[0]:6.1f}x wall"
+        + ("" if floor[1] is None or not copy[1] else f", {floor[1] / copy[1]:.1f}x CPU")
+    )
+    for what, drop in DROPS.items():
+        cur.execute(drop)
+        wall, cpu = timed(cur, pid, insert)
+        conn.rollback()
+        saved = "" if cpu is None or floor[1] is None else f" (saves {floor[1] - cpu:.2f} s CPU)"
+        print(f"  without {what:32} {shown(wall, cpu)}{saved}")
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    name = f"sendfleet_bench_floor_{os.getpid()}"
+    database_url = f"{bench_import.PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    with tempfile.TemporaryDirectory(prefix="sendfleet-bench-") as tmp:
+        path = Path(tmp) / "contacts.csv"
+        bench_import.make_csv(path, args.rows)
+        bench_import.admin(f'CREATE DATABASE "{name}"')
+        try:
+            campaign_id = bench_import.prepare(database_url)
+            measure(database_url, campaign_id, path)
+        finally:
+            bench_import.admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+            bench_import.admin(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
+    main()
