@@ -57,11 +57,13 @@ class Recipient(Base):
         UniqueConstraint("campaign_id", "email", name="uq_recipients_campaign_email"),
         # Counts by status per campaign (API, completion check).
         Index("ix_recipients_campaign_status", "campaign_id", "status"),
-        # The dispatcher's scan: due rows, oldest first, only where work is waiting.
+        # The dispatcher's scan: due rows in its claim order (next_attempt_at NULLS FIRST,
+        # id), only where work is waiting (migration 0014).
         Index(
             "ix_recipients_due",
             "campaign_id",
-            "next_attempt_at",
+            text("next_attempt_at NULLS FIRST"),
+            "id",
             postgresql_where=text("status IN ('pending', 'deferred')"),
         ),
         # Recovery's scan of in-flight rows.
