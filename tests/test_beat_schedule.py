@@ -42,6 +42,7 @@ def test_the_table_names_every_job_by_task(settings):
         "health-checks": "sendfleet.health_checks",
         "resume-checks": "sendfleet.resume_checks",
         "guards": "sendfleet.guards",
+        "compact-counts": "sendfleet.compact_counts",
         "blacklist-check": "sendfleet.blacklist_check",
         "sender-auth-check": "sendfleet.sender_auth_check",
         "warmup-ramp": "sendfleet.warmup_ramp",

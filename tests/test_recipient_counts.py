@@ -293,27 +293,38 @@ def test_two_sessions_updating_statuses_at_once_keep_exact_counts(app, factory, 
     assert len(slots) >= 3  # the factory's backend and one per session
 
 
-def test_compact_folds_the_slots_of_backends_gone_and_keeps_every_sum(app, factory, database_url):
-    campaign = factory.create_campaign()
-    factory.create_recipients(campaign, [f"r{i}@x.example" for i in range(6)])
-    # Written by a backend that has since disconnected.
+def _write_from_a_backend_that_exits(database_url: str, statement: str) -> int:
     gone = _connect(database_url)
     with gone.cursor() as cur:
-        cur.execute("UPDATE recipients SET status = 'sent' WHERE id % 2 = 0")
+        cur.execute(statement)
         cur.execute("SELECT pg_backend_pid()")
-        gone_pid = cur.fetchone()[0]
+        pid = cur.fetchone()[0]
     gone.commit()
     gone.close()
     with db.engine.connect() as conn:  # until its backend has exited
         for _ in range(100):
             alive = conn.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": gone_pid}
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
             ).scalar_one()
             if not alive:
                 break
             time.sleep(0.05)
-    # A live backend with an open transaction on its own slot.
-    live = _connect(database_url)
+    return pid
+
+
+def _slots() -> Counter[int]:
+    slots = Counter(slot for (slot,) in db.session.execute(select(RecipientCount.slot)).all())
+    db.session.rollback()
+    return slots
+
+
+def test_compact_folds_the_slots_of_backends_gone_and_keeps_every_sum(app, factory, database_url):
+    campaign = factory.create_campaign()
+    factory.create_recipients(campaign, [f"r{i}@x.example" for i in range(6)])
+    gone_pid = _write_from_a_backend_that_exits(
+        database_url, "UPDATE recipients SET status = 'sent' WHERE id % 2 = 0"
+    )
+    live = _connect(database_url)  # a live backend keeps its slot
     try:
         with live.cursor() as cur:
             cur.execute("UPDATE recipients SET status = 'bounced' WHERE id % 3 = 1")
@@ -323,15 +334,31 @@ def test_compact_folds_the_slots_of_backends_gone_and_keeps_every_sum(app, facto
             before = assert_exact()
             with unit_of_work() as session:
                 folded = recipient_counts.compact(session)
-            slots = Counter(
-                slot for (slot,) in db.session.execute(select(RecipientCount.slot)).all()
-            )
-            db.session.rollback()
+            slots = _slots()
             assert folded >= 2 and gone_pid not in slots
             assert live_pid in slots and 0 in slots
             assert assert_exact() == before
     finally:
         live.close()
+
+
+def test_the_beat_task_compacts(app, factory, database_url):
+    from worker import tasks
+    from worker.schedule import beat_schedule
+
+    assert beat_schedule(app.extensions["settings"])["compact-counts"]["task"] == (
+        "sendfleet.compact_counts"
+    )
+    campaign = factory.create_campaign()
+    factory.create_recipients(campaign, ["a@x.example", "b@x.example"])
+    gone_pid = _write_from_a_backend_that_exits(
+        database_url, "UPDATE recipients SET status = 'sent'"
+    )
+    assert gone_pid in _slots()
+    with app.app_context():
+        tasks.compact_counts()
+    assert gone_pid not in _slots()
+    assert assert_exact() == {(campaign.id, "sent"): 2}
 
 
 @pytest.mark.parametrize("status", ["pending", "sent"])

@@ -16,6 +16,8 @@ from app.settings import Settings
 DAY = 86400
 # A daily job enqueued while no worker runs may start this much later, not a day later.
 DAILY_EXPIRES = 6 * 3600
+# recipient_counts' slots of closed connections folded together (worker.jobs.count_compaction).
+COMPACTION_INTERVAL_SECONDS = 600
 
 
 class ZonedCrontab(crontab):  # type: ignore[misc]
@@ -68,6 +70,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "health-checks": every("sendfleet.health_checks", settings.health_check_interval_seconds),
         "resume-checks": every("sendfleet.resume_checks", settings.resume_check_interval_seconds),
         "guards": every("sendfleet.guards", 60),
+        "compact-counts": every("sendfleet.compact_counts", COMPACTION_INTERVAL_SECONDS),
         "blacklist-check": daily("sendfleet.blacklist_check", settings.daily_checks_hour),
         "sender-auth-check": daily("sendfleet.sender_auth_check", settings.daily_checks_hour, 10),
         "warmup-ramp": daily("sendfleet.warmup_ramp", settings.warmup_hour),

@@ -13,9 +13,9 @@ from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.metrics.counters import record_dispatch_tick, redis_of_app
+from worker.jobs import count_compaction, guard_sweep, recovery, send
 from worker.jobs import daily_summary as daily_summary_job
 from worker.jobs import dispatch as dispatch_job
-from worker.jobs import guard_sweep, recovery, send
 from worker.jobs import telegram as telegram_job
 from worker.jobs.send_release import database_retry
 
@@ -57,6 +57,13 @@ def recover() -> None:
     result = recovery.run_recovery()
     if result.any():
         log.warning("recovery.done", extra=result.log_fields())
+
+
+@shared_task(name="sendfleet.compact_counts", ignore_result=True)
+def compact_counts() -> None:
+    folded = count_compaction.run_compaction()
+    if folded:
+        log.info("counts.compacted", extra={"slots": folded})
 
 
 @shared_task(name="sendfleet.health_checks", ignore_result=True)
