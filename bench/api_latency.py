@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import count_writes  # noqa: E402
+from bench.common import PG_ADMIN, admin  # noqa: E402
 
-PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SENDFLEET_BENCH_REDIS", "redis://127.0.0.1:6379/10")
 SMALL_CAMPAIGNS = 99
 SMALL_SIZE = 1000
@@ -161,12 +161,6 @@ WORKLOAD = [
 ]
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def app_env(database_url: str) -> dict[str, str]:

@@ -28,16 +28,11 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import admin  # noqa: E402
+
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/9")
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def seed(url: str, accounts: int, recipients: int) -> int:
@@ -150,11 +145,13 @@ def main() -> None:
     print(f"accounts                  {args.accounts:10d}")
     print(f"due recipients            {args.recipients:10d}   (seeded in {seeded:.1f} s)")
     print(f"rows per pass             {statistics.median(queued):10.0f}")
-    print(f"dispatcher pass           {tick * 1000:10.1f} ms  (median of {args.passes}; target < 1000)")
+    passes = args.passes
+    print(f"dispatcher pass           {tick * 1000:10.1f} ms  (median of {passes}; target < 1000)")
     print(f"claim statement alone     {claim * 1000:10.1f} ms  (baseline)")
     print(f"ratio claim / pass        {claim / tick:10.2f}")
     rows_per_task = statistics.median(queued) / max(statistics.median(tasks), 1)
-    print(f"send tasks per pass       {statistics.median(tasks):10.0f}   ({rows_per_task:.1f} rows each)")
+    tasks_per_pass = statistics.median(tasks)
+    print(f"send tasks per pass       {tasks_per_pass:10.0f}   ({rows_per_task:.1f} rows each)")
 
 
 if __name__ == "__main__":

@@ -48,12 +48,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import psycopg2
 import redis
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(ROOT))
+
+from bench.common import PG_ADMIN, admin, free_port  # noqa: E402
+
 REDIS_URL = os.environ.get("SENDFLEET_BENCH_REDIS", "redis://127.0.0.1:6379/10")
 TARGET_MB = 400
 MB = 1024 * 1024
@@ -62,18 +64,8 @@ STACK = ("api", "worker", "control", "beat")
 ISSUE_SET = ("api", "worker", "beat")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def broker_url() -> str:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import psycopg2
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import PG_ADMIN, admin
+
 REDIS_URL = os.environ.get("SENDFLEET_BENCH_REDIS", "redis://127.0.0.1:6379/15")
 
 FILL = """
@@ -46,12 +49,6 @@ ANALYZE events;
 """
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def settings_for(database_url: str) -> Any:

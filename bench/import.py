@@ -34,7 +34,8 @@ import psycopg2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import PG_ADMIN, admin  # noqa: E402
+
 FIRST = ["Anna", "Ben", "Chloé", "David", "Emma", "Felix", "Greta", "Hugo", "Inès", "Jonas"]
 LAST = ["Müller", "Smith", "García", "Rossi", "Dubois", "Nowak", "Jensen", "O'Brien", "Kim"]
 CITIES = ["Berlin", "Paris", "Madrid", "Roma", "Kraków", "Lisboa", "Wien", "Zürich"]
@@ -50,12 +51,6 @@ INVALID = [
 ]
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def make_csv(path: Path, rows: int) -> dict[str, int]:

@@ -58,7 +58,8 @@ import psycopg2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("SENDFLEET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from bench.common import PG_ADMIN, admin  # noqa: E402
+
 REDIS_URL = os.environ.get("SENDFLEET_BENCH_REDIS", "redis://127.0.0.1:6379/10")
 CLIENTS = 4
 CAMPAIGNS = 100
@@ -183,12 +184,6 @@ FILL = [
 ]
 
 
-def admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def bench_settings(database_url: str) -> Any:
