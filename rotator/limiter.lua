@@ -16,7 +16,8 @@
 --            ARGV[7] slots "key,limit,key,limit,..." (a slot is one window check),
 --            ARGV[8] requests "w,slot,...,slot,w,slot,..." (w = slots in the request),
 --            ARGV[9] horizon us (0: now or never), ARGV[10] jitter us per request
---            ("" = none)
+--            ("" = none), ARGV[11] per request how long after now (us) it may be placed
+--            at the earliest ("" = now)
 --            -> per request: allowed (0/1), then the reserved time in us when allowed or
 --            the wait in us when refused, then the refusing slot position (0-based, -1)
 --            token of request n (1-based) = prefix .. (first + n - 1)
@@ -25,6 +26,7 @@
 --            t - span, future members included: then no interval of `span` around t
 --            can exceed the limit. Allowed when t <= now + horizon; the member is
 --            scored t, so a send placed in the future holds its place from then on.
+--            Refused: the wait is t - now (come back at t).
 --   release: ARGV[4] token               -> {}
 --   move:    ARGV[4] guard, ARGV[5] token, ARGV[6] limits "limit,limit,..." (one per key)
 --            -> {1, now us} when every window, without the token, counts fewer than its
@@ -113,12 +115,13 @@ if op == "reserve" then
   local req = numbers(ARGV[8])
   local horizon = tonumber(ARGV[9]) or 0
   local jitter = numbers(ARGV[10] or "")
+  local floors = numbers(ARGV[11] or "")
   local out = {}
   local pos, n = 1, 0
   while pos <= #req do
     local w = req[pos]
     local base = pos + 1
-    local at, worst, worst_j, closed = now, -1, -1, false
+    local at, worst, worst_j, closed = now + (floors[n + 1] or 0), -1, -1, false
     for j = base, base + w - 1 do
       local s = 2 * req[j] - 1
       local i, limit = slots[s], slots[s + 1]
@@ -146,7 +149,8 @@ if op == "reserve" then
       end
       out[#out + 1] = 1; out[#out + 1] = at; out[#out + 1] = -1
     else
-      out[#out + 1] = 0; out[#out + 1] = math.max(at - now - horizon, worst > 0 and 1 or 0)
+      -- The wait is until the moment itself: asked again then, the request is placed now.
+      out[#out + 1] = 0; out[#out + 1] = math.max(at - now, 1)
       out[#out + 1] = worst_j
     end
     pos = base + w

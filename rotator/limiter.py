@@ -111,6 +111,7 @@ class Limiter:
         now: float | None = None,
         horizon: float = 0.0,
         jitter: Sequence[float] | None = None,
+        after: Sequence[float] | None = None,
     ) -> list[Decision]:
         """Reserve for each request in order, in one round trip.
 
@@ -118,7 +119,8 @@ class Limiter:
         reservations of the earlier ones in the same call. With a `horizon`, a request is
         placed at the earliest moment within it that all its windows allow (plus its
         `jitter`, seconds, one per request); refused requests get the wait until that
-        moment is within the horizon.
+        moment. `after` (seconds, one per request): a request is placed no sooner than
+        that long after now.
         """
         if not requests:
             return []
@@ -149,11 +151,20 @@ class Limiter:
         first = self._next_token
         self._next_token += len(requests)
         jitter_us = "" if not jitter else _csv([round(j * _US) for j in jitter])
+        floors = "" if not after else _csv([max(round(t * _US), 0) for t in after])
         raw = self._run(
             "reserve",
             keys,
             spans,
-            [self._token_prefix, first, _csv(slots), _csv(body), round(horizon * _US), jitter_us],
+            [
+                self._token_prefix,
+                first,
+                _csv(slots),
+                _csv(body),
+                round(horizon * _US),
+                jitter_us,
+                floors,
+            ],
             now,
             guarded=True,
         )

@@ -23,9 +23,9 @@ def test_a_full_window_places_the_next_ones_when_the_oldest_leaves(redis_client)
     placed = limiter.reserve_many([[w]] * 6, now=T0, horizon=90)
     assert [d.allowed for d in placed] == [True] * 6
     assert [d.at for d in placed] == [T0] * 3 + [T0 + 60] * 3
-    # Beyond the horizon: refused, told to come back when its moment is within the horizon.
+    # Beyond the horizon: refused, told to come back at its moment (then placed at once).
     late = limiter.reserve([w], now=T0, horizon=90)
-    assert not late.allowed and late.retry_after == pytest.approx(60 + 60 - 90)
+    assert not late.allowed and late.retry_after == pytest.approx(60 + 60)
     assert late.refused == w
 
 
@@ -163,3 +163,12 @@ def test_a_window_outlives_its_latest_place_by_its_span(redis_client) -> None:
     limiter.release([pace], placed[0].token)
     assert limiter.reserve([Window(Scope.ACCOUNT, "1", 60, 100)]).allowed
     assert 38 < redis_client.pttl(limiter._key(pace)) / 1000 <= 40
+
+
+def test_a_request_is_placed_no_sooner_than_its_floor(redis_client) -> None:
+    limiter = Limiter(redis_client)
+    w = Window(Scope.ACCOUNT, "1", 60, 10)
+    placed = limiter.reserve_many([[w], [w]], now=T0, horizon=30, after=[12, 0])
+    assert [d.at for d in placed] == [T0 + 12, T0]
+    beyond = limiter.reserve_many([[w]], now=T0, horizon=30, after=[45])
+    assert not beyond[0].allowed and beyond[0].retry_after == pytest.approx(45)

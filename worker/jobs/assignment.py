@@ -51,6 +51,9 @@ class Due:
     domain: str
     candidates: list[Candidate]
     client_id: int
+    # Its next_attempt_at (epoch seconds): claimed up to the horizon early, it is placed no
+    # sooner than that.
+    not_before: float | None = None
     tried: set[int] = field(default_factory=set)
     # Accounts that had no capacity left today when this recipient asked.
     exhausted: set[int] = field(default_factory=set)
@@ -182,6 +185,7 @@ def assign(
             [w for _, _, w in offers],
             horizon=settings.dispatch_horizon_seconds,
             jitter=[random.uniform(0, jitter) for _ in offers] if jitter else None,
+            after=[_floor(item, now, settings) for item, _, _ in offers],
         )
         for (item, account, _), decision in zip(offers, decisions, strict=True):
             if decision.allowed:
@@ -205,6 +209,15 @@ def assign(
         for account_id in item.exhausted:
             item.wait(_frees_at(account_id, pool, limiter, settings))
     return assigned, postponed
+
+
+def _floor(item: Due, now: datetime, settings: Settings) -> float:
+    """How long after now a row claimed before its next_attempt_at may be placed: not
+    before that moment, and never beyond the horizon (with none, it goes now, as a row due
+    before the next tick always did)."""
+    if item.not_before is None:
+        return 0.0
+    return min(max(item.not_before - now.timestamp(), 0.0), settings.dispatch_horizon_seconds)
 
 
 def _shared_block(blocked: dict[tuple[Scope, str], float], item: Due) -> float | None:

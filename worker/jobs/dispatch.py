@@ -189,11 +189,13 @@ def dispatch_batch(
     limit = min(settings.dispatch_batch_size, room)
     if limit <= 0:
         return result
-    # Rows due before the next tick are claimed now: one parked until a shared limit frees
-    # a few ms from now must compete with the rows that were due all along, or the batch
-    # that reserves just after room returns would give it all to those (a row claimed
-    # early is only refused and parked again).
-    due_by = now + timedelta(seconds=settings.dispatch_interval_seconds)
+    # Rows due before the next tick, or within the horizon sends are placed ahead in, are
+    # claimed now: one parked until a shared limit frees must compete with the rows that
+    # were due all along, or those would be placed at the moment room returns and take it
+    # all. An early row is placed no sooner than its own next_attempt_at (or refused and
+    # parked again).
+    ahead = max(settings.dispatch_interval_seconds, settings.dispatch_horizon_seconds)
+    due_by = now + timedelta(seconds=ahead)
     rows = _claim_fairly(session, campaigns, limit, due_by)
     result.claimed = len(rows)
     if not rows:
@@ -215,6 +217,7 @@ def dispatch_batch(
             r.domain,
             candidates[r.campaign_id],
             client_id=campaigns[r.campaign_id].client_id,
+            not_before=r.next_attempt_at.timestamp() if r.next_attempt_at else None,
         )
         for r in rows
     ]

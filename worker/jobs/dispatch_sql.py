@@ -8,10 +8,10 @@ from sqlalchemy import text
 # (rotator.fairness.quotas): one index scan per campaign (ix_recipients_due).
 CLAIM_DUE = text(
     """
-    SELECT d.id, d.campaign_id, d.email, d.domain
+    SELECT d.id, d.campaign_id, d.email, d.domain, d.next_attempt_at
     FROM unnest(CAST(:campaign_ids AS int[]), CAST(:quotas AS int[])) AS q(campaign_id, quota)
     CROSS JOIN LATERAL (
-        SELECT r.id, r.campaign_id, r.email, r.domain
+        SELECT r.id, r.campaign_id, r.email, r.domain, r.next_attempt_at
         FROM recipients r
         WHERE r.campaign_id = q.campaign_id
           AND r.id <> ALL(CAST(:taken AS bigint[]))
