@@ -78,7 +78,7 @@ def test_secrets_bodies_and_addresses_are_filtered_from_any_line(json_lines, set
     log = logging.getLogger("app.services.example")
     try:
         raise ConnectionError(
-            f"cannot reach redis://:hunter2pass@10.0.0.5:6379/0 for bob.x@corp.example"
+            "cannot reach redis://:hunter2pass@10.0.0.5:6379/0 for bob.x@corp.example"
         )
     except ConnectionError:
         log.exception(
@@ -87,7 +87,9 @@ def test_secrets_bodies_and_addresses_are_filtered_from_any_line(json_lines, set
                 "password": "p4ssw0rd-123",
                 "api_key": "SG.abcdefghijklmnopqrstu.vwxyzABCDEFGHIJKLMNOP",
                 "body_html": "<p>hello</p>",
-                "note": f"secret_key={settings.secret_key.get_secret_value()} to carol@corp.example",
+                "note": (
+                    f"secret_key={settings.secret_key.get_secret_value()} to carol@corp.example"
+                ),
                 "recipient_domain": "corp.example",
             },
         )
