@@ -24,12 +24,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
-from app.crypto import SecretBox
 from app.models import Account, HealthCheck
+from app.services import smtp_endpoints
 from app.settings import Settings
-from rotator.endpoint import SmtpEndpoint, endpoint_from_url
+from rotator.endpoint import SmtpEndpoint
 from rotator.probe import ProbeResult, probe
-from rotator.providers.base import Security
 
 # Through SELECT FROM accounts: an account deleted while its probe ran records nothing.
 INSERT_CHECK = text(
@@ -100,32 +99,9 @@ class CheckOutcome:
 
 def account_endpoint(settings: Settings, account: Account) -> SmtpEndpoint:
     """The server the send path reaches for this account (SANDBOX_SMTP_URL when set), with
-    the TLS trust of SMTP_CA_FILE and HEALTH_CHECK_TIMEOUT_SECONDS per step."""
-    if settings.sandbox_smtp_url:
-        sandbox = endpoint_from_url(settings.sandbox_smtp_url)
-        return SmtpEndpoint(
-            host=sandbox.host,
-            port=sandbox.port,
-            security=sandbox.security,
-            username=sandbox.username,
-            password=sandbox.password,
-            timeout=settings.health_check_timeout_seconds,
-            verify_tls=sandbox.verify_tls,
-            ca_file=settings.smtp_ca_file,
-        )
-    password = None
-    if account.secret_encrypted is not None:
-        password = SecretBox(settings.credentials_key.get_secret_value()).decrypt(
-            account.secret_encrypted
-        )
-    return SmtpEndpoint(
-        host=account.host,
-        port=account.port,
-        security=Security(account.security),
-        username=account.username,
-        password=password,
-        timeout=settings.health_check_timeout_seconds,
-        ca_file=settings.smtp_ca_file,
+    HEALTH_CHECK_TIMEOUT_SECONDS per step."""
+    return smtp_endpoints.account_endpoint(
+        settings, account, timeout=settings.health_check_timeout_seconds
     )
 
 

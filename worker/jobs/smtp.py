@@ -7,11 +7,10 @@ import os
 
 from flask import current_app
 
-from app.crypto import SecretBox
 from app.models import Account
+from app.services.smtp_endpoints import account_endpoint
 from app.settings import Settings
-from rotator.providers.base import Security
-from rotator.transport import SmtpEndpoint, SmtpPool, endpoint_from_url
+from rotator.transport import SmtpEndpoint, SmtpPool
 
 _pool: SmtpPool | None = None
 _pool_pid: int | None = None
@@ -32,19 +31,4 @@ def smtp_pool() -> SmtpPool:
 
 
 def endpoint_for(settings: Settings, account: Account) -> SmtpEndpoint:
-    if settings.sandbox_smtp_url:
-        return endpoint_from_url(settings.sandbox_smtp_url)
-    password = None
-    if account.secret_encrypted is not None:
-        password = SecretBox(settings.credentials_key.get_secret_value()).decrypt(
-            account.secret_encrypted
-        )
-    return SmtpEndpoint(
-        host=account.host,
-        port=account.port,
-        security=Security(account.security),
-        username=account.username,
-        password=password,
-        timeout=settings.smtp_timeout_seconds,
-        ca_file=settings.smtp_ca_file,
-    )
+    return account_endpoint(settings, account, timeout=settings.smtp_timeout_seconds)
