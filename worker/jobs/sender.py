@@ -17,6 +17,7 @@ from app.services.limits import LimitTable, account_day_window, load_limits, mak
 from app.services.outgoing import build_outgoing
 from app.settings import Settings
 from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
+from rotator.limiter import Window
 from rotator.message import make_message_id
 from rotator.templates import TemplateError
 from worker.jobs.heartbeat import ensure_beating
@@ -242,13 +243,7 @@ class Sender:
             if held.reservation is None:
                 free.add(recipient_id)
                 continue
-            campaign = self.campaign(held.campaign_id)
-            windows = self.limits.windows(
-                account=self.account,
-                recipient_domain=held.domain,
-                campaign_id=campaign.id,
-                campaign_daily_cap=campaign.daily_cap,
-            )
+            windows = self._windows(held.campaign_id, held.domain)
             moves.append((recipient_id, windows, held.reservation))
         try:
             decisions = self.limiter.move_many([(w, token) for _, w, token in moves])
@@ -258,17 +253,21 @@ class Sender:
             return free
         return free | {i for (i, _, _), d in zip(moves, decisions, strict=True) if d.allowed}
 
+    def _windows(self, campaign_id: int, domain: str) -> list[Window]:
+        """Every window a send of this account to `domain` for the campaign is in."""
+        campaign = self.campaign(campaign_id)
+        return self.limits.windows(
+            account=self.account,
+            recipient_domain=domain,
+            campaign_id=campaign.id,
+            campaign_daily_cap=campaign.daily_cap,
+        )
+
     def release(self, claimed: Claimed) -> None:
         """Gives back the limiter reservation of a message that never reached a server."""
         if claimed.reservation is None:
             return
-        campaign = self.campaign(claimed.sent.campaign_id)
-        windows = self.limits.windows(
-            account=self.account,
-            recipient_domain=claimed.sent.domain,
-            campaign_id=campaign.id,
-            campaign_daily_cap=campaign.daily_cap,
-        )
+        windows = self._windows(claimed.sent.campaign_id, claimed.sent.domain)
         try:
             self.limiter.release(windows, claimed.reservation)
         except (RedisError, OSError) as exc:  # counted until its windows pass: never too few
