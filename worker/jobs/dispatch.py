@@ -42,6 +42,7 @@ from app.services.windows import in_window
 from app.settings import Settings
 from rotator.fairness import interleave, quotas
 from rotator.limiter import Limiter, WindowsLost
+from worker.celery_app import SEND_QUEUE
 from worker.jobs import alerts
 from worker.jobs.assignment import Assigned, Due, assign, load_pool
 from worker.jobs.backoffs import active_backoffs
@@ -61,7 +62,6 @@ from worker.jobs.windows_rebuild import ensure_windows
 
 log = logging.getLogger(__name__)
 
-SEND_QUEUE = "sendfleet.send"
 # Rounds of the fair claim: the later ones hand out what campaigns with few due rows left.
 CLAIM_ROUNDS = 3
 # When a campaign has no usable account at all, look again after this long.
