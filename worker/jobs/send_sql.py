@@ -44,44 +44,53 @@ FINISH_SENT_THEN_CLAIM = text(
 )
 
 # A group of one account's rows claimed in one statement (SEND_CLAIM_GROUP); RETURNING comes
-# in no particular order, the caller puts it back in the batch's.
+# in no particular order, the caller puts it back in the batch's. The row's own conditions
+# and its campaign's, client's and account's sit in one scalar subquery, so that the primary
+# key is the only index the planner can reach recipients by: with `r.status = 'queued'` or a
+# join to campaigns at top level, a table whose statistics were missing or stale (a new
+# install, a fresh campaign) got plans that walked every queued row of the campaign through
+# ix_recipients_campaign_status or ix_recipients_in_flight, 3-4 ms a claim instead of 1.
 CLAIM_GROUP = text(
     """
     UPDATE recipients AS r
     SET status = 'sending', sending_since = :now, updated_at = :now,
-        attempts = r.attempts + 1, message_id = v.message_id, claimed_by = :holder
-    FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
-                 unnest(CAST(:message_ids AS text[])) AS message_id) AS v,
-         campaigns AS c, accounts AS a, clients AS cl
-    WHERE r.id = v.id AND r.status = 'queued' AND r.account_id = :account_id
-      AND c.id = r.campaign_id AND c.status = 'running'
-      AND a.id = r.account_id AND a.status = 'active'
-      AND cl.id = c.client_id AND cl.status = 'active'
+        attempts = r.attempts + 1, claimed_by = :holder,
+        message_id = (CAST(:message_ids AS text[]))[array_position(CAST(:ids AS bigint[]), r.id)]
+    WHERE r.id = ANY(CAST(:ids AS bigint[])) AND r.account_id = :account_id
+      AND (SELECT r.status = 'queued' AND c.status = 'running' AND cl.status = 'active'
+                  AND a.status = 'active'
+           FROM campaigns AS c, clients AS cl, accounts AS a
+           WHERE c.id = r.campaign_id AND cl.id = c.client_id AND a.id = r.account_id)
     RETURNING r.id, r.campaign_id, r.email, r.domain, r.fields, r.attempts, r.reservation,
         r.message_id,
         EXISTS (SELECT 1 FROM suppressions s
                 WHERE (s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
-                  AND (s.client_id IS NULL OR s.client_id = c.client_id))
+                  AND (s.client_id IS NULL OR s.client_id =
+                       (SELECT c.client_id FROM campaigns AS c WHERE c.id = r.campaign_id)))
             AS suppressed
     """
 )
 
-# The plain successes of a group, with their events, in one statement.
+# The plain successes of a group, with their events, in one statement. Each row is found by
+# its primary key (array_position picks its values), never by a join the planner could turn
+# into a walk over an index on status.
 FINISH_SENT_GROUP = text(
     """
-    WITH v AS (
-        SELECT unnest(CAST(:ids AS bigint[])) AS id, unnest(CAST(:codes AS int[])) AS code,
-               unnest(CAST(:replies AS text[])) AS reply, unnest(CAST(:data AS text[])) AS data
-    ), done AS (
+    WITH done AS (
         UPDATE recipients AS r
         SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
-            last_smtp_code = v.code, last_smtp_text = v.reply
-        FROM v
-        WHERE r.id = v.id AND r.status = 'sending'
-        RETURNING r.id, r.campaign_id, r.account_id, v.data
+            last_smtp_code = (CAST(:codes AS int[]))[array_position(CAST(:ids AS bigint[]), r.id)],
+            last_smtp_text =
+                (CAST(:replies AS text[]))[array_position(CAST(:ids AS bigint[]), r.id)]
+        WHERE r.id = ANY(CAST(:ids AS bigint[])) AND r.status = 'sending'
+        RETURNING r.id, r.campaign_id, r.account_id,
+            (CAST(:data AS text[]))[array_position(CAST(:ids AS bigint[]), r.id)] AS data,
+            (CAST(:client_ids AS int[]))[array_position(CAST(:ids AS bigint[]), r.id)]
+                AS client_id
     )
-    INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
-    SELECT 'sent', campaign_id, id, account_id, CAST(data AS jsonb) FROM done
+    -- client_id given, so events' fill-in trigger (a lookup per row) does not fire.
+    INSERT INTO events (type, campaign_id, recipient_id, account_id, client_id, data)
+    SELECT 'sent', campaign_id, id, account_id, client_id, CAST(data AS jsonb) FROM done
     """
 )
 

@@ -22,6 +22,7 @@ from rotator.message import make_message_id
 from rotator.templates import TemplateError
 from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
+from worker.jobs.prepared import Prepared
 from worker.jobs.send_slots import Held
 from worker.jobs.send_sql import CLAIM_GROUP, FINISH_SENT_GROUP, SUPPRESS_CLAIMED, UNCLAIM
 from worker.jobs.smtp import endpoint_for, smtp_pool
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from worker.jobs.send import BatchResult
 
 log = logging.getLogger(__name__)
+
+_CLAIM_GROUP = Prepared.of("sendfleet_claim_group", CLAIM_GROUP)
+_FINISH_SENT_GROUP = Prepared.of("sendfleet_finish_sent_group", FINISH_SENT_GROUP)
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,8 @@ class Sender:
         """Claims a group of this account's queued rows in one statement (each with its own
         Message-ID), in the order given; rows that are not claimable are left out."""
         message_ids = [make_message_id(self.account.sending_domain) for _ in recipient_ids]
-        rows = self.session.execute(
-            CLAIM_GROUP,
+        rows = _CLAIM_GROUP.execute(
+            self.session,
             {
                 "ids": recipient_ids,
                 "message_ids": message_ids,
@@ -119,10 +123,11 @@ class Sender:
             elif self.record(delivery).stops_account:
                 stops = True
         if plain:
-            self.session.execute(
-                FINISH_SENT_GROUP,
+            _FINISH_SENT_GROUP.execute(
+                self.session,
                 {
                     "ids": [d.sent.recipient_id for d in plain],
+                    "client_ids": [self.campaign(d.sent.campaign_id).client_id for d in plain],
                     "codes": [d.reply.code for d in plain],
                     "replies": [d.reply.text for d in plain],
                     "data": [event_data(d.sent, d.reply, d.verdict) for d in plain],
