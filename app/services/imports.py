@@ -14,21 +14,24 @@ file peaks at ~130 MB RSS, no more than the app itself loaded; see bench/import.
    number; CSV cells go in as text columns and PostgreSQL builds the JSONB fields,
    which is cheaper than json.dumps per row.
 4. PostgreSQL finds the rest, so Python never holds a set of a million addresses:
-   one pass over the staging table (a window over email) yields the small table of
-   rejected rows: later occurrences of an address in the file, addresses already in
-   the campaign, suppressed addresses and domains. Counts and the first errors come
+   one statement yields the small table of rejected rows, one branch per reason
+   (later occurrences of an address in the file, from one hash aggregate over the
+   staging table; addresses already in the campaign; suppressed addresses and domains),
+   each row keeping its first reason by precedence. Counts and the first errors come
    from that table.
 5. One plain `INSERT ... SELECT` (in a savepoint) adds the rest as `pending`, in file
    order. Under the campaign lock nothing can conflict; if something did, the
    savepoint is rolled back and `ON CONFLICT DO NOTHING` inserts the rest, the clash
    counted as a duplicate (_insert_recipients). This statement is most of an import's
-   time and its floor (bench/import_floor.py: per million rows about 11 s of backend
-   CPU on the 2-core dev machine, 20 times a bare COPY of the file): each row costs a
-   heap insert and WAL, five index insertions (uq_recipients_campaign_email 2-4 s),
-   two foreign-key checks (the campaign's 2.5-4 s; the account's fires although it is
-   NULL) and its share of recipient_counts' statement trigger. Inserting sorted by
-   email (ids still in file order) did not help: the cost is the unique check and the
-   key comparisons, not page locality.
+   time and its floor (bench/import_floor.py: per million rows about 9-10 s of backend
+   CPU on the 2-core dev machine, over 15 times a bare COPY of the file): each row costs
+   a heap insert and WAL (~600 MB per million rows), four index insertions (the primary
+   key, ix_recipients_due, uq_recipients_campaign_email 2-4 s; pending rows stay out of
+   ix_recipients_campaign_status, migration 0015), two foreign-key checks (the
+   campaign's 3-4 s; the account's fires although it is NULL, ~0.5 s) and its share of
+   recipient_counts' statement trigger. Inserting sorted by email (ids still in file
+   order) costs more than it saves: the primary key and ix_recipients_due then take
+   their keys in random order.
 6. The campaign's field_names become the sorted union with this import's, and one
    `imported` event records the counts (never an address).
 
@@ -71,6 +74,18 @@ CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CAN
 # for this transaction.
 WORK_MEM: Final = "128MB"
 UNIQUE_VIOLATION: Final = "23505"
+# The staged rows a suppression rejects: (kind, staged column, rank, reason).
+_SUPPRESSED: Final = "\n                UNION ALL\n                ".join(
+    f"SELECT s.row_no, s.email, {rank}, {reason} FROM {{stg}} s JOIN suppressions x "
+    f"ON x.kind = '{kind}' AND x.value = s.{column} "
+    "AND (x.client_id IS NULL OR x.client_id = :client_id)"
+    for kind, column, rank, reason in (
+        ("email", "email", 3, "'the address is suppressed'"),
+        ("email", "ascii_email", 3, "'the address is suppressed'"),
+        ("domain", "domain", 4, "'the domain ' || s.domain || ' is suppressed'"),
+        ("domain", "ascii_domain", 4, "'the domain ' || s.domain || ' is suppressed'"),
+    )
+)
 
 
 @dataclass
@@ -206,36 +221,34 @@ def _finish(
     execute = session.execute
     execute(text(f"ANALYZE {stg}"))
     execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    suppressed = _SUPPRESSED.format(stg=stg)
     execute(
         text(
             f"""
             CREATE TEMP TABLE {rej} ON COMMIT DROP AS
-            -- DISTINCT ON: a value may be suppressed globally and by clients (two rows).
-            SELECT DISTINCT ON (r.row_no) r.row_no, r.email,
-                   CASE WHEN r.row_no <> r.first_row OR ex.id IS NOT NULL
-                        THEN 'duplicate' ELSE 'suppressed' END AS kind,
-                   CASE WHEN r.row_no <> r.first_row THEN 'duplicate of row ' || r.first_row
-                        WHEN ex.id IS NOT NULL THEN 'already in this campaign'
-                        WHEN se.id IS NOT NULL OR sea.id IS NOT NULL
-                            THEN 'the address is suppressed'
-                        ELSE 'the domain ' || r.domain || ' is suppressed' END AS reason
-            FROM (
-                SELECT row_no, email, domain, ascii_domain, ascii_email,
-                       min(row_no) OVER (PARTITION BY email COLLATE "C") AS first_row
-                FROM {stg}
-            ) r
-            LEFT JOIN recipients ex ON ex.campaign_id = :campaign_id AND ex.email = r.email
-            -- Global rows and the campaign's client's own unsubscribes.
-            LEFT JOIN suppressions se ON se.kind = 'email' AND se.value = r.email
-                AND (se.client_id IS NULL OR se.client_id = :client_id)
-            LEFT JOIN suppressions sea ON sea.kind = 'email' AND sea.value = r.ascii_email
-                AND (sea.client_id IS NULL OR sea.client_id = :client_id)
-            LEFT JOIN suppressions sd ON sd.kind = 'domain' AND sd.value = r.domain
-                AND (sd.client_id IS NULL OR sd.client_id = :client_id)
-            LEFT JOIN suppressions sda ON sda.kind = 'domain' AND sda.value = r.ascii_domain
-                AND (sda.client_id IS NULL OR sda.client_id = :client_id)
-            WHERE r.row_no <> r.first_row OR ex.id IS NOT NULL OR se.id IS NOT NULL
-               OR sea.id IS NOT NULL OR sd.id IS NOT NULL OR sda.id IS NOT NULL
+            -- Each branch finds the rows one reason rejects; a row several reasons reject
+            -- keeps the first by precedence (rank). Inner joins: a branch whose other side
+            -- is empty (a new campaign, no suppressions) stops before reading the staging
+            -- table, and the addresses seen twice come from one hash aggregate instead of
+            -- a sort of the whole file.
+            WITH repeated AS (
+                SELECT email, min(row_no) AS first_row FROM {stg}
+                GROUP BY email HAVING count(*) > 1
+            ), found AS (
+                SELECT s.row_no, s.email, 1 AS rank, 'duplicate of row ' || f.first_row AS reason
+                FROM {stg} s JOIN repeated f ON f.email = s.email AND s.row_no <> f.first_row
+                UNION ALL
+                SELECT s.row_no, s.email, 2, 'already in this campaign'
+                FROM {stg} s JOIN recipients ex ON ex.campaign_id = :campaign_id
+                    AND ex.email = s.email
+                UNION ALL
+                -- Global rows and the campaign's client's own unsubscribes, each form of the
+                -- address its own equi-join (an OR would rule out the hash join).
+                {suppressed}
+            )
+            SELECT DISTINCT ON (row_no) row_no, email,
+                   CASE WHEN rank <= 2 THEN 'duplicate' ELSE 'suppressed' END AS kind, reason
+            FROM found ORDER BY row_no, rank
             """
         ),
         {
