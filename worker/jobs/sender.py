@@ -92,7 +92,7 @@ class Sender:
                 "now": _now(),
                 "holder": self.holder,
             },
-        ).all()
+        )
         by_id = {row.id: row for row in rows}
         return [
             Claimed(
