@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Event, Recipient, Suppression
-from app.services.unsubscribe import UnsubscribeTokens
+from app.services.unsubscribe import InvalidToken, UnsubscribeTokens
 
 
 def _tokens(settings) -> UnsubscribeTokens:
@@ -77,3 +78,22 @@ def test_forged_or_altered_tokens_are_404_and_change_nothing(client, factory, se
         assert client.post(f"/u/{token}").status_code == 404
         assert client.get(f"/u/{token}").status_code == 404
     assert db.session.execute(select(Suppression)).first() is None
+
+
+def test_tokens_are_the_itsdangerous_tokens_already_in_sent_mail():
+    """The send path keeps one signer (and its derived key) instead of a new one per
+    message; the tokens it makes, and those it accepts, are unchanged."""
+    from itsdangerous import URLSafeSerializer
+
+    from app.services.unsubscribe import SALT
+
+    plain = URLSafeSerializer("s" * 40, salt=SALT)
+    tokens = UnsubscribeTokens.of("s" * 40, "https://sendfleet.test/")
+    assert UnsubscribeTokens.of("s" * 40, "https://sendfleet.test/") is tokens
+    for recipient_id in (1, 4242, 10**12):
+        assert tokens.token(recipient_id) == plain.dumps(recipient_id)
+        assert tokens.recipient_id(plain.dumps(recipient_id)) == recipient_id
+    assert tokens.url(7) == f"https://sendfleet.test/u/{plain.dumps(7)}"
+    other = URLSafeSerializer("t" * 40, salt=SALT)
+    with pytest.raises(InvalidToken):
+        tokens.recipient_id(other.dumps(7))

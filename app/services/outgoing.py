@@ -34,7 +34,7 @@ def build_outgoing(
     message_id: str,
 ) -> Outgoing:
     """:raises rotator.templates.TemplateError: the templates fail for this recipient."""
-    tokens = UnsubscribeTokens(settings.secret_key.get_secret_value(), settings.public_base_url)
+    tokens = UnsubscribeTokens.of(settings.secret_key.get_secret_value(), settings.public_base_url)
     token = tokens.token(recipient_id)
     unsubscribe_url = f"{settings.public_base_url}/u/{token}"
     templates = compiled_for(
