@@ -268,6 +268,37 @@ def test_in_flight_cap_holds_back_new_claims(app, factory, settings, monkeypatch
     assert dispatch(app).queued == 0
 
 
+def test_a_nearly_full_queue_is_topped_up_in_batches_not_a_few_rows_at_a_time(
+    app, factory, settings, monkeypatch
+):
+    """While sends are in flight, the dispatcher claims only when a quarter of a batch has
+    room, so each send task carries many rows, not the handful the last sends freed."""
+    _fast_account(factory)
+    campaign = factory.create_campaign(status="running")
+    factory.create_recipients(campaign, _emails(60))
+    capped = settings.model_copy(
+        update={"dispatch_max_in_flight": 40, "dispatch_batch_size": 40, "send_group_size": 50}
+    )
+    monkeypatch.setitem(app.extensions, "settings", capped)
+    assert dispatch_module.min_top_up(capped) == 10
+    assert dispatch(app).queued == 40
+
+    def finish(n: int) -> None:
+        queued = db.session.execute(
+            select(Recipient).where(Recipient.status == "queued").limit(n)
+        ).scalars()
+        for row in queued:
+            row.status = "sent"
+        db.session.commit()
+
+    finish(9)  # room for 9: not worth a batch yet
+    assert dispatch(app).queued == 0
+    finish(1)  # room for 10
+    assert dispatch(app).queued == 10
+    finish(40)
+    assert dispatch(app).queued == 10  # nothing in flight: the last 10 go, however few
+
+
 def test_two_connections_never_claim_the_same_rows(app, factory, database_url):
     campaign = factory.create_campaign(status="running")
     factory.create_recipients(campaign, _emails(10))

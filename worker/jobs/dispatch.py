@@ -185,9 +185,10 @@ def dispatch_batch(
     campaigns = _campaigns_in_window(session, now)
     if not campaigns:
         return result
-    room = settings.dispatch_max_in_flight - session.execute(IN_FLIGHT).scalar_one()
+    in_flight = session.execute(IN_FLIGHT).scalar_one()
+    room = settings.dispatch_max_in_flight - in_flight
     limit = min(settings.dispatch_batch_size, room)
-    if limit <= 0:
+    if limit <= 0 or (in_flight and room < min_top_up(settings)):
         return result
     # Rows due before the next tick, or within the horizon sends are placed ahead in, are
     # claimed now: one parked until a shared limit frees must compete with the rows that
@@ -227,6 +228,15 @@ def dispatch_batch(
     _write_postponed(session, postponed, now, result)
     _alert_campaigns_without_accounts(due, campaigns)
     return result
+
+
+def min_top_up(settings: Settings) -> int:
+    """While sends are in flight, the fewest rows worth claiming. Topping the queue up by
+    whatever room the last few sends freed, pass after pass, gave each send task a handful
+    of rows (5-10 with 2 accounts at full speed): the task's own cost (loading the account,
+    its limits, marking the rows held) then came every few messages instead of once per
+    SEND_GROUP_SIZE. The workers have the in-flight rows to send meanwhile."""
+    return max(1, min(settings.dispatch_batch_size, settings.dispatch_max_in_flight) // 4)
 
 
 def _complete_finished_campaigns(session: Session, now: datetime) -> list[int]:
