@@ -128,7 +128,9 @@ def limiter_figures(seconds: float = 2.0) -> tuple[float, float]:
     return rate, ping_rate
 
 
-def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2) -> float:
+def pipeline(
+    port: int, sink_pid: int, recipients: int, workdir: Path, send_processes: int = 2
+) -> float:
     db_name = f"sendfleet_bench_send_{os.getpid()}"
     database_url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
     admin(f'CREATE DATABASE "{db_name}"')
@@ -159,6 +161,7 @@ def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2)
     redis.Redis.from_url(REDIS_DB).flushdb()
     redis.Redis.from_url(BROKER_DB).flushdb()
     processes: list[subprocess.Popen[bytes]] = []
+    roles: list[str] = []
     try:
         subprocess.run(
             [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
@@ -170,7 +173,8 @@ def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2)
         campaign_id = _seed(database_url, recipients)
         log = open(workdir / "worker.log", "wb")  # noqa: SIM115
 
-        def celery(*args: str) -> None:
+        def celery(role: str, *args: str) -> None:
+            roles.append(role)
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "celery", "-A", "worker", *args],
@@ -191,13 +195,19 @@ def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2)
         )
         # The production shape: the dispatcher in its own one-process worker (it runs one
         # pass at a time anyway), two worker processes that only send.
-        celery("worker", "-c", "1", "-Q", "sendfleet.dispatch", "-n", "dispatch@%h", *quiet)
-        celery("worker", "-c", str(send_processes), "-Q", "sendfleet.send", "-n", "send@%h", *quiet)
+        celery("dispatcher", "worker", "-c", "1", "-Q", "sendfleet.dispatch", "-n", "dispatch@%h",
+               *quiet)  # fmt: skip
+        celery("send workers", "worker", "-c", str(send_processes), "-Q", "sendfleet.send",
+               "-n", "send@%h", *quiet)  # fmt: skip
         _wait_for_worker()
-        celery("beat", "-s", str(workdir / "beat-schedule"), "--loglevel", "WARNING")
+        celery("beat", "beat", "-s", str(workdir / "beat-schedule"), "--loglevel", "WARNING")
+        _wait_for_first_recovery_pass()
         conn = psycopg2.connect(database_url)
         conn.autocommit = True
         cur = conn.cursor()
+        cpu_before = [cpu_seconds(p.pid) for p in processes]
+        main_before = cpu_seconds(processes[1].pid, children=False)
+        cpu_sink_before = cpu_seconds(sink_pid)
         started = time.perf_counter()
         cur.execute("UPDATE campaigns SET status = 'running' WHERE id = %s", (campaign_id,))
         while True:
@@ -214,9 +224,35 @@ def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2)
                 sys.exit(f"pipeline did not finish: {sent} sent, {waiting} waiting")
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
+        cpu = {
+            role: cpu_seconds(p.pid) - before
+            for role, p, before in zip(roles, processes, cpu_before, strict=True)
+        }
+        # Of the send workers: the main process (consuming from the broker, handing tasks
+        # to its children) apart from the children that send.
+        cpu["  of which main process"] = (
+            cpu_seconds(processes[1].pid, children=False) - main_before
+        )
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        # Backends started during the run: their whole CPU time is the run's.
+        cpu["postgres backends"] = sum(cpu_seconds(pid) for (pid,) in cur.fetchall())
+        cpu["smtp-sink"] = cpu_seconds(sink_pid) - cpu_sink_before
+        cur.execute(
+            "SELECT coalesce(sum(handbacks), 0), count(*) FILTER (WHERE attempts > 1) "
+            "FROM recipients WHERE campaign_id = %s",
+            (campaign_id,),
+        )
+        handbacks, retried = cur.fetchone()
         conn.close()
         if sent != recipients:
             sys.exit(f"only {sent} of {recipients} sent")
+        print(f"pipeline wall              {elapsed:10.2f} s  (handbacks {handbacks}, "
+              f"rows attempted twice {retried})")  # fmt: skip
+        for role, seconds in cpu.items():
+            print(f"  CPU {role:22} {seconds * 1000 / recipients:6.3f} ms/msg  ({seconds:.2f} s)")
         return recipients / elapsed
     finally:
         for process in processes:
@@ -232,6 +268,37 @@ def pipeline(port: int, recipients: int, workdir: Path, send_processes: int = 2)
             f"WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
         )
         admin(f'DROP DATABASE IF EXISTS "{db_name}"')
+
+
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User and system CPU seconds of a process and (by default) its children still
+    running."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or (children and int(fields[1]) == pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _wait_for_first_recovery_pass() -> None:
+    """Recovery's first pass on a Redis new to it (the flushed bench databases) sends every
+    queued row no process holds back to pending, as after a Redis loss; the run starts
+    after it, as a deployment's sends do."""
+    from worker.jobs.heartbeat import EPOCH_KEY
+
+    client = redis.Redis.from_url(REDIS_DB)
+    deadline = time.time() + 60
+    while not client.exists(EPOCH_KEY):
+        if time.time() > deadline:
+            sys.exit("recovery did not run")
+        time.sleep(0.1)
 
 
 def _wait_for_worker() -> None:
@@ -288,7 +355,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base_rate = baseline(port, args.recipients)
-            ours = pipeline(port, args.recipients, Path(tmp), args.send_processes)
+            ours = pipeline(port, sink.pid, args.recipients, Path(tmp), args.send_processes)
         limiter_rate, ping_rate = limiter_figures()
     finally:
         sink.terminate()
