@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from worker.jobs.prepared import Prepared
@@ -74,12 +75,6 @@ def test_the_group_claim_reaches_recipients_only_by_primary_key(factory, statist
     assert "Seq Scan on recipients" not in plan, plan
 
 
-def _prepared_names() -> set[str]:
-    return set(
-        db.session.execute(text("SELECT name FROM pg_prepared_statements")).scalars()
-    )
-
-
 def test_a_statement_is_prepared_once_per_connection_and_outlives_a_rollback(factory):
     account_id, ids = _queued_rows(factory, 4)
     claim = Prepared.of("test_claim_group", CLAIM_GROUP)
@@ -91,15 +86,20 @@ def test_a_statement_is_prepared_once_per_connection_and_outlives_a_rollback(fac
         "now": datetime.now(UTC),
         "holder": "test",
     }
-    rows = claim.execute(db.session, values)
-    assert sorted(r.id for r in rows) == ids[:2]
-    assert {r.message_id for r in rows} == {"<a@example.org>", "<b@example.org>"}
-    assert [r.suppressed for r in rows] == [False, False]
-    db.session.rollback()  # the claims are gone; the prepared statement stays
-    assert "test_claim_group" in _prepared_names()
-    rows = claim.execute(db.session, {**values, "ids": ids[1:4], "message_ids": ["1", "2", "3"]})
-    assert sorted(r.id for r in rows) == ids[1:4]
-    db.session.commit()
+    # One connection throughout, as a send batch holds it (worker.jobs.send).
+    with db.engine.connect() as connection, Session(bind=connection) as session:
+        rows = claim.execute(session, values)
+        assert sorted(r.id for r in rows) == ids[:2]
+        assert {r.message_id for r in rows} == {"<a@example.org>", "<b@example.org>"}
+        assert [r.suppressed for r in rows] == [False, False]
+        session.rollback()  # the claims are gone; the prepared statement stays
+        prepared = session.execute(
+            text("SELECT name FROM pg_prepared_statements WHERE name = 'test_claim_group'")
+        ).scalars()
+        assert list(prepared) == ["test_claim_group"]
+        rows = claim.execute(session, {**values, "ids": ids[1:4], "message_ids": ["1", "2", "3"]})
+        assert sorted(r.id for r in rows) == ids[1:4]
+        session.commit()
     statuses = db.session.execute(
         text("SELECT id, status, message_id FROM recipients ORDER BY id")
     ).all()
@@ -113,7 +113,7 @@ def test_errors_are_sqlalchemy_errors_and_a_lost_connection_is_replaced(factory)
     finish = Prepared.of("test_finish_sent_group", FINISH_SENT_GROUP)
     db.session.execute(text("UPDATE recipients SET status = 'sending'"))
     values = {
-        "ids": ids,
+        "done_ids": ids,
         "codes": [250],
         "replies": ["ok"],
         "data": ["{not json"],  # the event's data is cast to jsonb: refused

@@ -156,9 +156,12 @@ class _Run:
                 return
             if not group:
                 continue
-            if self._write_stops(group):
+            # Plain successes go with the claim, in one statement; any other outcome is
+            # judged (and may stop the account) before this group is claimed.
+            finished = self.unwritten if self.sender.all_plain(self.unwritten) else []
+            if not finished and self._write_stops(group):
                 return
-            claimed = self.sender.claim_group(group)
+            claimed = self.sender.claim_group(group, finished=finished)
             self.session.commit()  # the claims (and the last outcomes) are durable before SMTP
             self.unwritten = []
             if self._hand_back_unclaimed(group, claimed):

@@ -72,26 +72,34 @@ CLAIM_GROUP = text(
 )
 
 # The plain successes of a group, with their events, in one statement. Each row is found by
-# its primary key (array_position picks its values), never by a join the planner could turn
-# into a walk over an index on status.
-FINISH_SENT_GROUP = text(
-    """
-    WITH done AS (
-        UPDATE recipients AS r
-        SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
-            last_smtp_code = (CAST(:codes AS int[]))[array_position(CAST(:ids AS bigint[]), r.id)],
-            last_smtp_text =
-                (CAST(:replies AS text[]))[array_position(CAST(:ids AS bigint[]), r.id)]
-        WHERE r.id = ANY(CAST(:ids AS bigint[])) AND r.status = 'sending'
-        RETURNING r.id, r.campaign_id, r.account_id,
-            (CAST(:data AS text[]))[array_position(CAST(:ids AS bigint[]), r.id)] AS data,
-            (CAST(:client_ids AS int[]))[array_position(CAST(:ids AS bigint[]), r.id)]
-                AS client_id
-    )
-    -- client_id given, so events' fill-in trigger (a lookup per row) does not fire.
+# its primary key (array_position picks its values); the status check sits in a subquery for
+# the claim's reason: `r.status = 'sending'` at top level took ix_recipients_in_flight, whose
+# 'sending' entries include one (dead until vacuum) for every row that was ever sent.
+_FINISH_SENT = """
+    UPDATE recipients AS r
+    SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
+        last_smtp_code =
+            (CAST(:codes AS int[]))[array_position(CAST(:done_ids AS bigint[]), r.id)],
+        last_smtp_text =
+            (CAST(:replies AS text[]))[array_position(CAST(:done_ids AS bigint[]), r.id)]
+    WHERE r.id = ANY(CAST(:done_ids AS bigint[])) AND (SELECT r.status = 'sending')
+    RETURNING r.id, r.campaign_id, r.account_id,
+        (CAST(:data AS text[]))[array_position(CAST(:done_ids AS bigint[]), r.id)] AS data,
+        (CAST(:client_ids AS int[]))[array_position(CAST(:done_ids AS bigint[]), r.id)]
+            AS client_id
+"""
+# client_id given, so events' fill-in trigger (a lookup per row) does not fire.
+_SENT_EVENTS = """
     INSERT INTO events (type, campaign_id, recipient_id, account_id, client_id, data)
     SELECT 'sent', campaign_id, id, account_id, client_id, CAST(data AS jsonb) FROM done
-    """
+"""
+FINISH_SENT_GROUP = text(f"WITH done AS ({_FINISH_SENT}) {_SENT_EVENTS}")
+
+# The common case in one round trip: the previous group's plain successes recorded and
+# this group claimed, committed together. Data-modifying CTEs run whether or not they are
+# read; they change other rows than the claim.
+FINISH_SENT_THEN_CLAIM_GROUP = text(
+    f"WITH done AS ({_FINISH_SENT}), logged AS ({_SENT_EVENTS}) {CLAIM_GROUP.text}"
 )
 
 # Claimed rows of a group that were not attempted (an earlier message of the group stopped

@@ -4,6 +4,7 @@ rendered, built and sent over the pooled connection, and the group's outcomes wr
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,13 @@ from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
 from worker.jobs.prepared import Prepared
 from worker.jobs.send_slots import Held
-from worker.jobs.send_sql import CLAIM_GROUP, FINISH_SENT_GROUP, SUPPRESS_CLAIMED, UNCLAIM
+from worker.jobs.send_sql import (
+    CLAIM_GROUP,
+    FINISH_SENT_GROUP,
+    FINISH_SENT_THEN_CLAIM_GROUP,
+    SUPPRESS_CLAIMED,
+    UNCLAIM,
+)
 from worker.jobs.smtp import endpoint_for, smtp_pool
 
 if TYPE_CHECKING:
@@ -34,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _CLAIM_GROUP = Prepared.of("sendfleet_claim_group", CLAIM_GROUP)
 _FINISH_SENT_GROUP = Prepared.of("sendfleet_finish_sent_group", FINISH_SENT_GROUP)
+_FINISH_SENT_THEN_CLAIM_GROUP = Prepared.of(
+    "sendfleet_finish_sent_then_claim_group", FINISH_SENT_THEN_CLAIM_GROUP
+)
 
 
 @dataclass(frozen=True)
@@ -79,20 +89,26 @@ class Sender:
             return None
         return cls(session, settings, account)
 
-    def claim_group(self, recipient_ids: list[int]) -> list[Claimed]:
+    def claim_group(
+        self, recipient_ids: list[int], *, finished: Sequence[Delivery] = ()
+    ) -> list[Claimed]:
         """Claims a group of this account's queued rows in one statement (each with its own
-        Message-ID), in the order given; rows that are not claimable are left out."""
+        Message-ID), in the order given; rows that are not claimable are left out. The
+        previous group's plain successes (`finished`, see all_plain) are recorded by the same
+        statement."""
         message_ids = [make_message_id(self.account.sending_domain) for _ in recipient_ids]
-        rows = _CLAIM_GROUP.execute(
-            self.session,
-            {
-                "ids": recipient_ids,
-                "message_ids": message_ids,
-                "account_id": self.account.id,
-                "now": _now(),
-                "holder": self.holder,
-            },
-        )
+        values = {
+            "ids": recipient_ids,
+            "message_ids": message_ids,
+            "account_id": self.account.id,
+            "now": _now(),
+            "holder": self.holder,
+        }
+        if finished:
+            values.update(self._finish_values(finished))
+            rows = _FINISH_SENT_THEN_CLAIM_GROUP.execute(self.session, values)
+        else:
+            rows = _CLAIM_GROUP.execute(self.session, values)
         by_id = {row.id: row for row in rows}
         return [
             Claimed(
@@ -123,18 +139,22 @@ class Sender:
             elif self.record(delivery).stops_account:
                 stops = True
         if plain:
-            _FINISH_SENT_GROUP.execute(
-                self.session,
-                {
-                    "ids": [d.sent.recipient_id for d in plain],
-                    "client_ids": [self.campaign(d.sent.campaign_id).client_id for d in plain],
-                    "codes": [d.reply.code for d in plain],
-                    "replies": [d.reply.text for d in plain],
-                    "data": [event_data(d.sent, d.reply, d.verdict) for d in plain],
-                    "now": _now(),
-                },
-            )
+            _FINISH_SENT_GROUP.execute(self.session, {**self._finish_values(plain), "now": _now()})
         return stops
+
+    def all_plain(self, deliveries: list[Delivery]) -> bool:
+        """Every outcome is a plain success, which never takes the account out of rotation:
+        they can be written by the next claim's statement."""
+        return all(self.can_fast_finish(d) for d in deliveries)
+
+    def _finish_values(self, plain: Sequence[Delivery]) -> dict[str, Any]:
+        return {
+            "done_ids": [d.sent.recipient_id for d in plain],
+            "client_ids": [self.campaign(d.sent.campaign_id).client_id for d in plain],
+            "codes": [d.reply.code for d in plain],
+            "replies": [d.reply.text for d in plain],
+            "data": [event_data(d.sent, d.reply, d.verdict) for d in plain],
+        }
 
     def unclaim(self, claimed: list[Claimed]) -> None:
         """Claimed rows that were not attempted go back to queued, still held."""
