@@ -12,6 +12,11 @@ accepted the message: "outcome_lost", never retried automatically). That is why 
 is driven by hand below rather than with smtplib.sendmail. Every reply carries the Stage
 it arrived at, because what a refusal is about depends on it.
 
+Where the server offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA go out in one
+write and their three replies are read after it, in order: two round trips a message
+instead of four. The payload still waits for DATA's 354, so a refused envelope never
+sends the body, and a refusal is still reported at the command that was refused.
+
 Whatever goes wrong inside a transaction, an SMTP refusal or an exception of our own, the
 connection is reset (RSET) or dropped before the next message uses it: one message's
 failure never leaks into the next one's transaction.
@@ -256,36 +261,29 @@ class SmtpPool:
         conn.messages += 1
         progress.stage = Stage.MAIL
         try:
-            code, message = step(
-                smtp, lambda: smtp.mail(sender.address, _mail_options(smtp, sender, target, data))
-            )
+            pipelined, code, message = _begin(smtp, sender, target, data)
         except Failed:
             if not reused:
                 raise
-            code, message = 421, b""
+            pipelined, code, message = False, 421, b""
         if code == 421 and reused:
             # A reused connection the server already gave up on (idle timeout, per-
-            # connection message cap): nothing of this message was sent, so opening
-            # a fresh connection once is a reconnect, not a retry of the message.
+            # connection message cap): nothing of the payload was sent (at most the
+            # envelope commands), so opening a fresh connection once is a reconnect, not
+            # a retry of the message.
             self._drop(key)
             conn, _ = self._connection(key, endpoint, progress)
             smtp = conn.smtp
             conn.messages += 1
             progress.stage = Stage.MAIL
-            code, message = step(
-                smtp, lambda: smtp.mail(sender.address, _mail_options(smtp, sender, target, data))
-            )
+            pipelined, code, message = _begin(smtp, sender, target, data)
         conn.last_used = time.monotonic()
-        if code != 250:
-            return self._refused(key, smtp, code, message, Stage.MAIL)
-        progress.stage = Stage.RCPT
-        code, message = step(smtp, lambda: smtp.rcpt(target.address))
-        if code not in (250, 251):
-            return self._refused(key, smtp, code, message, Stage.RCPT)
-        progress.stage = Stage.DATA
-        code, message = step(smtp, lambda: smtp.docmd("data"))
-        if code != 354:
-            return self._refused(key, smtp, code, message, Stage.DATA)
+        if pipelined:
+            refusal = self._pipelined_envelope(key, smtp, code, message, progress)
+        else:
+            refusal = self._stepwise_envelope(key, smtp, code, message, target, progress)
+        if refusal is not None:
+            return refusal
         send_payload(smtp, data)
         # The end-of-data dot is on its way: from here on, no reply means "unknown".
         progress.stage = Stage.DOT
@@ -308,6 +306,68 @@ class SmtpPool:
             self._drop(key)
         log.debug("smtp.sent", extra={"key": key, "smtp_code": code})
         return reply
+
+    def _stepwise_envelope(
+        self,
+        key: str,
+        smtp: smtplib.SMTP,
+        code: int,
+        message: bytes,
+        target: WireAddress,
+        progress: Progress,
+    ) -> SmtpReply | None:
+        """Given MAIL's reply, RCPT and DATA one at a time; None once DATA got 354."""
+        if code != 250:
+            return self._refused(key, smtp, code, message, Stage.MAIL)
+        progress.stage = Stage.RCPT
+        code, message = step(smtp, lambda: smtp.rcpt(target.address))
+        if code not in (250, 251):
+            return self._refused(key, smtp, code, message, Stage.RCPT)
+        progress.stage = Stage.DATA
+        code, message = step(smtp, lambda: smtp.docmd("data"))
+        if code != 354:
+            return self._refused(key, smtp, code, message, Stage.DATA)
+        return None
+
+    def _pipelined_envelope(
+        self, key: str, smtp: smtplib.SMTP, code: int, message: bytes, progress: Progress
+    ) -> SmtpReply | None:
+        """Given MAIL's reply, the replies to the RCPT and DATA already written after it,
+        in order (RFC 2920); None once DATA got 354. A refusal is reported at the stage
+        that refused, and the replies still due are read before the reset."""
+        if code != 250:
+            return self._refused_pipelined(key, smtp, code, message, Stage.MAIL, pending=2)
+        progress.stage = Stage.RCPT
+        code, message = step(smtp, smtp.getreply)
+        if code not in (250, 251):
+            return self._refused_pipelined(key, smtp, code, message, Stage.RCPT, pending=1)
+        progress.stage = Stage.DATA
+        code, message = step(smtp, smtp.getreply)
+        if code != 354:
+            return self._refused(key, smtp, code, message, Stage.DATA)
+        return None
+
+    def _refused_pipelined(
+        self,
+        key: str,
+        smtp: smtplib.SMTP,
+        code: int,
+        message: bytes,
+        stage: Stage,
+        *,
+        pending: int,
+    ) -> SmtpReply:
+        """A MAIL or RCPT refusal with `pending` replies of the pipelined commands still
+        to come (the last one DATA's). Those are consequences (503 "need RCPT", "no
+        valid recipients"), not the outcome: read and discarded. A server that answers
+        DATA with 354 anyway gets a lone dot, ending empty data; the body never goes.
+        Then the transaction is reset as for any refusal."""
+        if code != 421 and _readable(code) and _discard_replies(smtp, pending):
+            return self._refused(key, smtp, code, message, stage)
+        # The server is closing the channel or is out of step; the refusal is the
+        # outcome whatever became of the connection after it.
+        self._drop(key)
+        return SmtpReply.parse(code, message, stage)
 
     def _refused(
         self, key: str, smtp: smtplib.SMTP, code: int, message: bytes, stage: Stage
@@ -339,3 +399,68 @@ def _mail_options(
     if not data.isascii() and smtp.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
     return options
+
+
+def _begin(
+    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, data: bytes
+) -> tuple[bool, int, bytes]:
+    """MAIL FROM, and with PIPELINING offered (RFC 2920) RCPT TO and DATA in the same
+    write; returns (pipelined, MAIL's code, MAIL's text). Network failures raise Failed."""
+    options = _mail_options(smtp, sender, target, data)
+    if not smtp.has_extn("pipelining"):
+        code, message = step(smtp, lambda: smtp.mail(sender.address, options))
+        return False, code, message
+    commands = _envelope_commands(smtp, sender, target, options)
+
+    def write_and_read() -> tuple[int, bytes]:
+        smtp.send(commands)
+        return smtp.getreply()
+
+    code, message = step(smtp, write_and_read)
+    return True, code, message
+
+
+def _envelope_commands(
+    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, options: list[str]
+) -> str:
+    """MAIL FROM, RCPT TO and DATA as smtplib's mail(), rcpt() and putcmd() write them."""
+    optionlist = ""
+    if options and smtp.does_esmtp:
+        if any(option.lower() == "smtputf8" for option in options):
+            smtp.command_encoding = "utf-8"  # as mail() does; SMTPUTF8 checked as offered
+        optionlist = " " + " ".join(options)
+    lines = (
+        f"MAIL FROM:{smtplib.quoteaddr(sender.address)}{optionlist}",
+        f"RCPT TO:{smtplib.quoteaddr(target.address)}",
+        "DATA",
+    )
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            escaped = line.replace("\n", "\\n").replace("\r", "\\r")
+            raise ValueError(
+                f"command and arguments contain prohibited newline characters: {escaped}"
+            )
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+def _discard_replies(smtp: smtplib.SMTP, pending: int) -> bool:
+    """Read the `pending` replies still due of a pipelined envelope (the last one DATA's),
+    ending the empty data with a lone dot if DATA got 354. False when the connection is
+    not fit for another transaction afterwards."""
+    code = 0
+    try:
+        for _ in range(pending):
+            code, _ = step(smtp, smtp.getreply)
+            if code == 421 or not _readable(code):
+                return False
+        if code == 354:
+            code, _ = step(smtp, lambda: _lone_dot(smtp))
+    except Failed:
+        return False
+    return code != 421 and _readable(code)
+
+
+def _lone_dot(smtp: smtplib.SMTP) -> tuple[int, bytes]:
+    """End the (empty) data of a DATA that should not have been accepted."""
+    smtp.send(b".\r\n")
+    return smtp.getreply()

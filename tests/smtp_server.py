@@ -11,6 +11,10 @@ or as dropped connections:
   before end-of-data (nothing delivered, safe to retry).
 - drop_after_data: the server receives the whole message, records it as received,
   and closes without replying: the client cannot know it was accepted.
+
+With pipelining=True the EHLO reply offers PIPELINING (RFC 2920; aiosmtpd reads pipelined
+commands but does not announce it). `reads` holds the bytes of every read from a client, as
+they arrived, so a test can see which commands came in one write.
 """
 
 from __future__ import annotations
@@ -66,8 +70,14 @@ class ScriptedSMTPServer:
         auth: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
         smtputf8: bool = True,
+        pipelining: bool = False,
     ) -> None:
         self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531) in the EHLO reply, as Gmail does
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920) in the EHLO reply
+        self.reads: list[bytes] = []  # every read from a client, as it arrived
+        self.data_without_recipients: list[bytes] = []  # see accept_data_without_recipients
+        self._accept_data_without_recipients = False
+        self._data_command_failures: list[tuple[int, str, _Budget]] = []
         self.host = host
         self.port = port
         self.auth = auth
@@ -182,6 +192,18 @@ class ScriptedSMTPServer:
             self._delay_data = _Budget(times)
             self._delay_seconds = seconds
 
+    def fail_data_command(self, code: int, text: str, times: int | None = None) -> None:
+        """Refuse the DATA command itself with this reply (before any message data)."""
+        with self._lock:
+            self._data_command_failures.append((code, text, _Budget(times)))
+
+    def accept_data_without_recipients(self) -> None:
+        """Behave like a broken server: answer DATA with 354 even when MAIL or every RCPT
+        was refused, keep what arrives up to the dot in `data_without_recipients`, and answer
+        the dot with 554."""
+        with self._lock:
+            self._accept_data_without_recipients = True
+
     def disconnect_all(self) -> None:
         """Close every open client connection, as a server restart or idle timeout does."""
         controller = self._controller
@@ -214,6 +236,10 @@ class ScriptedSMTPServer:
             self._drop_connection = None
             self._drop_data = None
             self._data_commands = 0
+            self.reads.clear()
+            self.data_without_recipients.clear()
+            self._accept_data_without_recipients = False
+            self._data_command_failures.clear()
 
     # --- reading ------------------------------------------------------------------------
 
@@ -266,6 +292,17 @@ class ScriptedSMTPServer:
                 if budget.take():
                     return f"{code} {text}"
         return None
+
+    def _data_command_reply(self) -> str | None:
+        with self._lock:
+            for code, text, budget in self._data_command_failures:
+                if budget.take():
+                    return f"{code} {text}"
+        return None
+
+    def _on_read(self, data: bytes) -> None:
+        with self._lock:
+            self.reads.append(bytes(data))
 
     def _on_disconnect(self, protocol: _ScriptedSMTP) -> None:
         self._live.discard(protocol)
@@ -357,6 +394,19 @@ class _Handler:
         return "250 OK queued" if reply is None else reply
 
 
+class _PipeliningHandler(_Handler):
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class _ScriptedSMTP(SMTP):
     def __init__(self, owner: ScriptedSMTPServer, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -374,7 +424,23 @@ class _ScriptedSMTP(SMTP):
         self._owner._on_disconnect(self)
         super().connection_lost(error)
 
+    def data_received(self, data: bytes) -> None:
+        self._owner._on_read(data)
+        super().data_received(data)
+
     async def smtp_DATA(self, arg: str) -> None:
+        if (
+            self.envelope is not None
+            and not self.envelope.rcpt_tos
+            and self._owner._accept_data_without_recipients
+        ):
+            await self._data_without_recipients()
+            return
+        if self.envelope is not None and self.envelope.rcpt_tos:
+            refusal = self._owner._data_command_reply()
+            if refusal is not None:
+                await self.push(refusal)
+                return
         if (
             self.envelope is not None
             and self.envelope.rcpt_tos
@@ -385,6 +451,19 @@ class _ScriptedSMTP(SMTP):
             return
         await super().smtp_DATA(arg)
 
+    async def _data_without_recipients(self) -> None:
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        lines: list[bytes] = []
+        while True:
+            line = await self._reader.readuntil(b"\r\n")
+            if line == b".\r\n":
+                break
+            lines.append(line)
+        with self._owner._lock:
+            self._owner.data_without_recipients.append(b"".join(lines))
+        self._set_post_data_state()
+        await self.push("554 5.5.1 Error: no valid recipients")
+
     async def push(self, status: AnyStr) -> None:
         if not status:
             return  # drop_after_data: the connection is closed, say nothing
@@ -393,7 +472,9 @@ class _ScriptedSMTP(SMTP):
 
 class _Controller(Controller):
     def __init__(self, owner: ScriptedSMTPServer, **kwargs: Any) -> None:
-        super().__init__(_Handler(owner), **kwargs)
+        super().__init__(
+            _PipeliningHandler(owner) if owner.pipelining else _Handler(owner), **kwargs
+        )
         self._owner = owner
 
     def factory(self) -> SMTP:
