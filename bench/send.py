@@ -129,7 +129,12 @@ def limiter_figures(seconds: float = 2.0) -> tuple[float, float]:
 
 
 def pipeline(
-    port: int, sink_pid: int, recipients: int, workdir: Path, send_processes: int = 2
+    port: int,
+    sink_pid: int,
+    recipients: int,
+    workdir: Path,
+    send_processes: int = 2,
+    accounts: int = 2,
 ) -> float:
     db_name = f"sendfleet_bench_send_{os.getpid()}"
     database_url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
@@ -170,7 +175,7 @@ def pipeline(
             check=True,
             capture_output=True,
         )
-        campaign_id = _seed(database_url, recipients)
+        campaign_id = _seed(database_url, recipients, accounts)
         log = open(workdir / "worker.log", "wb")  # noqa: SIM115
 
         def celery(role: str, *args: str) -> None:
@@ -311,10 +316,10 @@ def _wait_for_worker() -> None:
             sys.exit("worker did not start")
 
 
-def _seed(database_url: str, recipients: int) -> int:
+def _seed(database_url: str, recipients: int, accounts: int = 2) -> int:
     conn = psycopg2.connect(database_url)
     with conn, conn.cursor() as cur:
-        for n in range(2):
+        for n in range(accounts):
             cur.execute(
                 "INSERT INTO accounts (client_id, name, provider, email, sending_domain, host,"
                 " port, security, daily_limit, warmup_enabled, per_minute_limit)"
@@ -349,13 +354,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--send-processes", type=int, default=2)
+    parser.add_argument(
+        "--accounts", type=int, default=2, help="sender accounts, all on the one sink"
+    )
     args = parser.parse_args()
     port = free_port()
     sink = start_sink(port)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base_rate = baseline(port, args.recipients)
-            ours = pipeline(port, sink.pid, args.recipients, Path(tmp), args.send_processes)
+            ours = pipeline(
+                port, sink.pid, args.recipients, Path(tmp), args.send_processes, args.accounts
+            )
         limiter_rate, ping_rate = limiter_figures()
     finally:
         sink.terminate()
@@ -364,7 +374,7 @@ def main() -> None:
     print(f"bare smtplib loop          {base_rate:10.0f} msgs/s  (one connection, smtp-sink)")
     print(
         f"sendfleet pipeline         {ours:10.0f} msgs/s  "
-        f"(beat, dispatcher, {args.send_processes} send processes)"
+        f"(beat, dispatcher, {args.send_processes} send processes, {args.accounts} accounts)"
     )
     print(f"ratio pipeline / bare      {ours / base_rate:10.2f}     (target >= 0.5)")
     print(f"limiter decisions          {limiter_rate:10.0f} /s     (reserve_many, 8 windows)")
