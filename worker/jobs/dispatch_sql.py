@@ -89,13 +89,38 @@ IN_FLIGHT = text("SELECT count(*) FROM recipients WHERE status IN ('queued', 'se
 LOCK_RUNNING_CAMPAIGNS = text(
     "SELECT id FROM campaigns WHERE status = 'running' FOR UPDATE SKIP LOCKED"
 )
+# A campaign is done when no recipient is pending, deferred, queued or sending. Asked of
+# recipients alone, that walked every row of the campaign (no index holds all four
+# statuses since migration 0015) on every pass. recipient_counts answers first: its sums
+# are exact for this statement's snapshot (each slot row commits with the recipient rows
+# it counts; compaction moves counts within one statement), so a positive sum is a
+# recipient that can still be sent, found in a few slot rows. Only when the counts say
+# nothing is left do the recipients confirm it, since completing is for good: counts gone
+# wrong behind the triggers' back (see recipient_counts.recount) may keep a campaign
+# running, never close one with work left. CASE runs the confirmation only then, once per
+# campaign, on the index entries of those statuses alone (ix_recipients_due: pending,
+# deferred; ix_recipients_campaign_status: not pending). Each probe is a scalar subquery
+# ordered as its index is: as an EXISTS the planner may hash every campaign's due rows,
+# and with a bare LIMIT 1 scan the table hoping to meet a match early (both seen on small
+# tables); a sorted first row is cheap only from the index.
 COMPLETE_CAMPAIGNS = text(
     """
     WITH done AS (
         UPDATE campaigns AS c SET status = 'completed', completed_at = :now, updated_at = :now
-        WHERE c.id = ANY(:ids) AND c.status = 'running' AND NOT EXISTS (
-            SELECT 1 FROM recipients r WHERE r.campaign_id = c.id
-              AND r.status IN ('pending', 'deferred', 'queued', 'sending'))
+        WHERE c.id = ANY(:ids) AND c.status = 'running' AND CASE
+            WHEN EXISTS (
+                SELECT 1 FROM recipient_counts k
+                WHERE k.campaign_id = c.id
+                  AND k.status IN ('pending', 'deferred', 'queued', 'sending')
+                GROUP BY k.status HAVING sum(k.n) > 0)
+            THEN false
+            ELSE (SELECT r.id FROM recipients r
+                  WHERE r.campaign_id = c.id AND r.status IN ('pending', 'deferred')
+                  ORDER BY r.next_attempt_at NULLS FIRST, r.id LIMIT 1) IS NULL
+             AND (SELECT r.id FROM recipients r
+                  WHERE r.campaign_id = c.id AND r.status IN ('deferred', 'queued', 'sending')
+                  ORDER BY r.status LIMIT 1) IS NULL
+        END
         RETURNING c.id
     )
     INSERT INTO events (type, campaign_id)
