@@ -43,12 +43,13 @@ BROKER_DB = "redis://127.0.0.1:6379/10"
 
 
 
-def start_sink(port: int) -> subprocess.Popen[bytes]:
+def start_sink(port: int, *flags: str) -> subprocess.Popen[bytes]:
+    """Postfix's smtp-sink on the port; `flags` are smtp-sink's (-p: no PIPELINING)."""
     binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not Path(binary).exists():
         sys.exit("smtp-sink not found: apt-get install postfix")
     process = subprocess.Popen(
-        [binary, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
+        [binary, *flags, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -17,10 +17,7 @@ Needs smtp-sink (Debian package postfix).
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,28 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port  # noqa: E402
-from bench.send import baseline, sample_message  # noqa: E402
+from bench.send import baseline, sample_message, start_sink  # noqa: E402
 from rotator.providers.base import Security  # noqa: E402
 from rotator.transport import SmtpEndpoint, SmtpPool  # noqa: E402
-
-
-def start_sink(port: int, *flags: str) -> subprocess.Popen[bytes]:
-    """bench/send.py's sink, with smtp-sink flags (-p: no PIPELINING in the EHLO reply)."""
-    binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-    if not Path(binary).exists():
-        sys.exit("smtp-sink not found: apt-get install postfix")
-    process = subprocess.Popen(
-        [binary, *flags, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    sys.exit("smtp-sink did not start")
 
 
 def pool_rate(port: int, count: int) -> float:
