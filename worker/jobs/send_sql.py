@@ -7,42 +7,6 @@ from sqlalchemy import text
 
 # Nothing is claimed for a paused campaign, account or client (the row is handed back);
 # suppressed means a global suppression or an unsubscribe from the campaign's client.
-CLAIM = text(
-    """
-    UPDATE recipients AS r
-    SET status = 'sending', sending_since = :now, updated_at = :now,
-        attempts = r.attempts + 1, message_id = :message_id, claimed_by = :holder
-    FROM campaigns AS c, accounts AS a, clients AS cl
-    WHERE r.id = :id AND r.status = 'queued' AND r.account_id = :account_id
-      AND c.id = r.campaign_id AND c.status = 'running'
-      AND a.id = r.account_id AND a.status = 'active'
-      AND cl.id = c.client_id AND cl.status = 'active'
-    RETURNING r.campaign_id, r.email, r.domain, r.fields, r.attempts, r.reservation,
-        EXISTS (SELECT 1 FROM suppressions s
-                WHERE (s.value = r.email OR (s.kind = 'domain' AND s.value = r.domain))
-                  AND (s.client_id IS NULL OR s.client_id = c.client_id))
-            AS suppressed
-    """
-)
-
-# The common case in one round trip: record message k as sent (with its event) and claim
-# message k+1, committed together. Data-modifying CTEs run whether or not they are read.
-FINISH_SENT_THEN_CLAIM = text(
-    """
-    WITH done AS (
-        UPDATE recipients
-        SET status = 'sent', sent_at = :now, updated_at = :now, sending_since = NULL,
-            last_smtp_code = :code, last_smtp_text = :reply
-        WHERE id = :done_id AND status = 'sending'
-        RETURNING id, campaign_id, account_id
-    ), logged AS (
-        INSERT INTO events (type, campaign_id, recipient_id, account_id, data)
-        SELECT 'sent', campaign_id, id, account_id, CAST(:data AS jsonb) FROM done
-    )
-    """
-    + CLAIM.text
-)
-
 # A group of one account's rows claimed in one statement (SEND_CLAIM_GROUP); RETURNING comes
 # in no particular order, the caller puts it back in the batch's. The row's own conditions
 # and its campaign's, client's and account's sit in one scalar subquery, so that the primary
