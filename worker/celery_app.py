@@ -15,6 +15,7 @@ from celery.signals import (
 from kombu import Exchange, Queue
 
 from app.settings import Settings
+from worker import broker_transport as transport
 from worker.schedule import beat_schedule
 
 if TYPE_CHECKING:
@@ -25,8 +26,10 @@ SEND_QUEUE = "sendfleet.send"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    broker_url = settings.celery_broker_url or settings.redis_url
     return {
-        "broker_url": settings.celery_broker_url or settings.redis_url,
+        "broker_url": broker_url,
+        "broker_transport": broker_transport(broker_url),
         "task_ignore_result": True,
         "result_backend": None,
         "task_serializer": "json",
@@ -73,6 +76,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_max_loop_interval": max(1, min(30, settings.beat_lock_timeout_seconds // 4)),
         "broker_transport_options": {"visibility_timeout": settings.send_lease_seconds * 4},
     }
+
+
+def broker_transport(broker_url: str) -> str | None:
+    """Ours for Redis (worker/broker_transport.py: a lost Redis must not stop a worker);
+    None lets kombu pick the transport of any other URL."""
+    scheme = broker_url.split("://", 1)[0].lower()
+    return transport.TRANSPORT_PATH if scheme in transport.SCHEMES else None
 
 
 def celery_init_app(app: Flask) -> Celery:
