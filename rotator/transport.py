@@ -13,9 +13,10 @@ is driven by hand below rather than with smtplib.sendmail. Every reply carries t
 it arrived at, because what a refusal is about depends on it.
 
 Where the server offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA go out in one
-write and their three replies are read after it, in order: two round trips a message
-instead of four. The payload still waits for DATA's 354, so a refused envelope never
-sends the body, and a refusal is still reported at the command that was refused.
+write (rotator/wire.py) and their three replies are read after it, in order: two round
+trips a message instead of four. The payload still waits for DATA's 354, so a refused
+envelope never sends the body, and a refusal is still reported at the command that was
+refused.
 
 Whatever goes wrong inside a transaction, an SMTP refusal or an exception of our own, the
 connection is reset (RSET) or dropped before the next message uses it: one message's
@@ -43,6 +44,7 @@ from rotator.session import (
     send_payload,
     step,
 )
+from rotator.wire import begin, discard_replies, readable
 
 __all__ = ["SmtpEndpoint", "SmtpPool", "endpoint_from_url"]
 
@@ -261,7 +263,7 @@ class SmtpPool:
         conn.messages += 1
         progress.stage = Stage.MAIL
         try:
-            pipelined, code, message = _begin(smtp, sender, target, data)
+            pipelined, code, message = begin(smtp, sender, target, data)
         except Failed:
             if not reused:
                 raise
@@ -276,7 +278,7 @@ class SmtpPool:
             smtp = conn.smtp
             conn.messages += 1
             progress.stage = Stage.MAIL
-            pipelined, code, message = _begin(smtp, sender, target, data)
+            pipelined, code, message = begin(smtp, sender, target, data)
         conn.last_used = time.monotonic()
         if pipelined:
             refusal = self._pipelined_envelope(key, smtp, code, message, progress)
@@ -292,7 +294,7 @@ class SmtpPool:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise Failed(SmtpReply.from_error("outcome_lost", describe(exc))) from None
         conn.last_used = time.monotonic()
-        if not _readable(code):
+        if not readable(code):
             # smtplib's -1: no three-digit code. The server may well have taken the
             # message, and the dialogue is out of step: unknown, and a fresh connection.
             self._drop(key)
@@ -362,7 +364,7 @@ class SmtpPool:
         valid recipients"), not the outcome: read and discarded. A server that answers
         DATA with 354 anyway gets a lone dot, ending empty data; the body never goes.
         Then the transaction is reset as for any refusal."""
-        if code != 421 and _readable(code) and _discard_replies(smtp, pending):
+        if code != 421 and readable(code) and discard_replies(smtp, pending):
             return self._refused(key, smtp, code, message, stage)
         # The server is closing the channel or is out of step; the refusal is the
         # outcome whatever became of the connection after it.
@@ -374,7 +376,7 @@ class SmtpPool:
     ) -> SmtpReply:
         """A MAIL/RCPT/DATA refusal: reset the transaction so the connection stays usable."""
         reply = SmtpReply.parse(code, message, stage)
-        if code == 421 or not _readable(code):
+        if code == 421 or not readable(code):
             self._drop(key)  # the server is closing the channel, or is out of step
             return reply
         try:
@@ -384,83 +386,3 @@ class SmtpPool:
         if rset_code != 250:
             self._drop(key)
         return reply
-
-
-def _readable(code: int) -> bool:
-    return 200 <= code <= 599
-
-
-def _mail_options(
-    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, data: bytes
-) -> list[str]:
-    options = []
-    if sender.needs_smtputf8 or target.needs_smtputf8:
-        options.append("SMTPUTF8")  # checked as offered before MAIL
-    if not data.isascii() and smtp.has_extn("8bitmime"):
-        options.append("BODY=8BITMIME")
-    return options
-
-
-def _begin(
-    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, data: bytes
-) -> tuple[bool, int, bytes]:
-    """MAIL FROM, and with PIPELINING offered (RFC 2920) RCPT TO and DATA in the same
-    write; returns (pipelined, MAIL's code, MAIL's text). Network failures raise Failed."""
-    options = _mail_options(smtp, sender, target, data)
-    if not smtp.has_extn("pipelining"):
-        code, message = step(smtp, lambda: smtp.mail(sender.address, options))
-        return False, code, message
-    commands = _envelope_commands(smtp, sender, target, options)
-
-    def write_and_read() -> tuple[int, bytes]:
-        smtp.send(commands)
-        return smtp.getreply()
-
-    code, message = step(smtp, write_and_read)
-    return True, code, message
-
-
-def _envelope_commands(
-    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, options: list[str]
-) -> str:
-    """MAIL FROM, RCPT TO and DATA as smtplib's mail(), rcpt() and putcmd() write them."""
-    optionlist = ""
-    if options and smtp.does_esmtp:
-        if any(option.lower() == "smtputf8" for option in options):
-            smtp.command_encoding = "utf-8"  # as mail() does; SMTPUTF8 checked as offered
-        optionlist = " " + " ".join(options)
-    lines = (
-        f"MAIL FROM:{smtplib.quoteaddr(sender.address)}{optionlist}",
-        f"RCPT TO:{smtplib.quoteaddr(target.address)}",
-        "DATA",
-    )
-    for line in lines:
-        if "\r" in line or "\n" in line:
-            escaped = line.replace("\n", "\\n").replace("\r", "\\r")
-            raise ValueError(
-                f"command and arguments contain prohibited newline characters: {escaped}"
-            )
-    return "".join(f"{line}\r\n" for line in lines)
-
-
-def _discard_replies(smtp: smtplib.SMTP, pending: int) -> bool:
-    """Read the `pending` replies still due of a pipelined envelope (the last one DATA's),
-    ending the empty data with a lone dot if DATA got 354. False when the connection is
-    not fit for another transaction afterwards."""
-    code = 0
-    try:
-        for _ in range(pending):
-            code, _ = step(smtp, smtp.getreply)
-            if code == 421 or not _readable(code):
-                return False
-        if code == 354:
-            code, _ = step(smtp, lambda: _lone_dot(smtp))
-    except Failed:
-        return False
-    return code != 421 and _readable(code)
-
-
-def _lone_dot(smtp: smtplib.SMTP) -> tuple[int, bytes]:
-    """End the (empty) data of a DATA that should not have been accepted."""
-    smtp.send(b".\r\n")
-    return smtp.getreply()
