@@ -21,6 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 if TYPE_CHECKING:
     import redis
 
@@ -202,15 +204,15 @@ class Limiter:
         atomic call: a later one sees the earlier ones moved)."""
         if not moves:
             return []
-        pipe = self._redis.pipeline(transaction=False)
+        calls = []
         for windows, token in moves:
             binding = _binding_windows(windows)
             keys = [self._key(w) for w in binding]
             spans = [self.span_us(w) for w in binding]
             limits = _csv([w.limit for w in binding])
-            self._run("move", keys, spans, [token, limits], now, guarded=True, client=pipe)
+            calls.append(self._call("move", keys, spans, [token, limits], now))
         decisions = []
-        for (_, token), raw in zip(moves, pipe.execute(), strict=True):
+        for (_, token), raw in zip(moves, self._pipelined(calls), strict=True):
             if self._require_epoch and raw == [-1]:
                 raise WindowsLost(self._epoch_key)
             allowed, value = raw
@@ -303,20 +305,54 @@ class Limiter:
         now: float | None,
         *,
         guarded: bool = False,
-        client: Any = None,
     ) -> Any:
-        """With `client` (a pipeline) the call is queued there and its answer comes from
-        the pipeline's execute()."""
         clock = "" if now is None else round(now * _US)
         if not guarded:
-            return self._script(keys=keys, args=[op, clock, _csv(spans), *body], client=client)
+            return self._script(keys=keys, args=[op, clock, _csv(spans), *body])
+        keys, args = self._call(op, keys, spans, body, now)
+        raw = self._script(keys=keys, args=args)
+        if self._require_epoch and raw == [-1]:
+            raise WindowsLost(self._epoch_key)
+        return raw
+
+    def _call(
+        self, op: str, keys: list[str], spans: list[int], body: list[Any], now: float | None
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of a guarded call of the script."""
+        clock = "" if now is None else round(now * _US)
         guard = "1" if self._require_epoch else "0"
         if self._require_epoch:
             keys = [*keys, self._epoch_key]
-        raw = self._script(keys=keys, args=[op, clock, _csv(spans), guard, *body], client=client)
-        if client is None and self._require_epoch and raw == [-1]:
-            raise WindowsLost(self._epoch_key)
-        return raw
+        return keys, [op, clock, _csv(spans), guard, *body]
+
+    def _pipelined(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The script's answers to `calls`, in one round trip.
+
+        EVALSHA queued directly: redis-py's Script on a pipeline would first ask SCRIPT
+        EXISTS, a second round trip on every call. A Redis that lost its script cache (a
+        restart, SCRIPT FLUSH) answers NOSCRIPT to the calls it did not run; those run
+        again once the script is loaded."""
+        answers: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for i in pending:
+                keys, args = calls[i]
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            results = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, result in zip(pending, results, strict=True):
+                if isinstance(result, NoScriptError) and attempt == 0:
+                    missing.append(i)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    answers[i] = result
+            if not missing:
+                break
+            self._script.sha = self._redis.script_load(self._script.script)
+            pending = missing
+        return answers
 
 
 def _csv(numbers: list[int]) -> str:

@@ -89,6 +89,45 @@ def test_move_takes_the_place_now_only_when_every_window_allows_it(redis_client)
     assert again.allowed and again.at == T0 + 75
 
 
+
+class _CountingConnection(redis.Connection):
+    """Counts what the client writes to Redis: one write per round trip."""
+
+    writes = 0
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        _CountingConnection.writes += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_moves_of_a_group_take_one_round_trip_and_survive_a_lost_script_cache(
+    redis_client,
+) -> None:
+    url = redis_client.connection_pool.connection_kwargs
+    client = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=_CountingConnection,
+            host=url["host"],
+            port=url["port"],
+            db=url["db"],
+        )
+    )
+    limiter = Limiter(client)
+    minute = Window(Scope.ACCOUNT, "1", 60, 3)
+    placed = limiter.reserve_many([[minute]] * 3, now=T0, horizon=0)
+    client.script_flush()  # as after a Redis restart: the script is unknown
+    moved = limiter.move_many([([minute], d.token) for d in placed], now=T0 + 70)
+    assert [d.allowed for d in moved] == [True] * 3
+    assert [d.at for d in moved] == [T0 + 70] * 3
+    assert limiter.used([minute], now=T0 + 70) == [3]
+    # Once the script is known again: one write for the group's moves, no SCRIPT EXISTS.
+    _CountingConnection.writes = 0
+    again = limiter.move_many([([minute], d.token) for d in placed], now=T0 + 80)
+    assert [d.at for d in again] == [T0 + 80] * 3
+    assert _CountingConnection.writes == 1
+    client.close()
+
+
 # --- property: whatever is placed, no window of any span ever holds more than its limit ----
 
 
