@@ -306,8 +306,8 @@ class Limiter:
         *,
         guarded: bool = False,
     ) -> Any:
-        clock = "" if now is None else round(now * _US)
         if not guarded:
+            clock = "" if now is None else round(now * _US)
             return self._script(keys=keys, args=[op, clock, _csv(spans), *body])
         keys, args = self._call(op, keys, spans, body, now)
         raw = self._script(keys=keys, args=args)
@@ -332,27 +332,23 @@ class Limiter:
         EXISTS, a second round trip on every call. A Redis that lost its script cache (a
         restart, SCRIPT FLUSH) answers NOSCRIPT to the calls it did not run; those run
         again once the script is loaded."""
-        answers: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
-        for attempt in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for i in pending:
-                keys, args = calls[i]
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            results = pipe.execute(raise_on_error=False)
-            missing = []
-            for i, result in zip(pending, results, strict=True):
-                if isinstance(result, NoScriptError) and attempt == 0:
-                    missing.append(i)
-                elif isinstance(result, Exception):
-                    raise result
-                else:
-                    answers[i] = result
-            if not missing:
-                break
+        answers = self._evalsha_each(calls)
+        lost = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if lost:
             self._script.sha = self._redis.script_load(self._script.script)
-            pending = missing
+            for i, answer in zip(lost, self._evalsha_each([calls[i] for i in lost]), strict=True):
+                answers[i] = answer
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
         return answers
+
+    def _evalsha_each(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One pipeline of EVALSHA calls; an error comes back in its call's place."""
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
 
 
 def _csv(numbers: list[int]) -> str:

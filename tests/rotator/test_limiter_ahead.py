@@ -89,7 +89,6 @@ def test_move_takes_the_place_now_only_when_every_window_allows_it(redis_client)
     assert again.allowed and again.at == T0 + 75
 
 
-
 class _CountingConnection(redis.Connection):
     """Counts what the client writes to Redis: one write per round trip."""
 
@@ -103,13 +102,13 @@ class _CountingConnection(redis.Connection):
 def test_moves_of_a_group_take_one_round_trip_and_survive_a_lost_script_cache(
     redis_client,
 ) -> None:
-    url = redis_client.connection_pool.connection_kwargs
+    server = redis_client.connection_pool.connection_kwargs
     client = redis.Redis(
         connection_pool=redis.ConnectionPool(
             connection_class=_CountingConnection,
-            host=url["host"],
-            port=url["port"],
-            db=url["db"],
+            host=server["host"],
+            port=server["port"],
+            db=server["db"],
         )
     )
     limiter = Limiter(client)
