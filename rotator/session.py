@@ -39,9 +39,13 @@ class Progress:
 
 def wire_data(data: bytes) -> bytes:
     """CRLF line endings, dot-stuffed (RFC 5321 4.5.2), terminated by CRLF.CRLF."""
-    if b"\n" in data or b"\r" in data:
+    # The builder's messages are CRLF already and rarely have a line starting with a dot:
+    # counting (in C) finds that out in a fraction of what the substitutions cost.
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         data = _BARE_CR.sub(b"\r\n", _BARE_LF.sub(b"\r\n", data))
-    data = _DOT_STUFF.sub(b"..", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _DOT_STUFF.sub(b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"
