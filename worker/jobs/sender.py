@@ -78,6 +78,8 @@ class Sender:
         self.limits: LimitTable = load_limits(session, settings)
         self.endpoint = endpoint_for(settings, account)
         self.campaigns: dict[int, Campaign] = {}
+        # The limits are loaded once per batch, so a send's windows depend only on these.
+        self._windows_of: dict[tuple[int, str], list[Window]] = {}
         self.failures_known_zero = account.consecutive_failures == 0
         # Beating before the first row is marked as held by this process.
         self.holder = ensure_beating(settings)
@@ -280,13 +282,16 @@ class Sender:
 
     def _windows(self, campaign_id: int, domain: str) -> list[Window]:
         """Every window a send of this account to `domain` for the campaign is in."""
-        campaign = self.campaign(campaign_id)
-        return self.limits.windows(
-            account=self.account,
-            recipient_domain=domain,
-            campaign_id=campaign.id,
-            campaign_daily_cap=campaign.daily_cap,
-        )
+        key = (campaign_id, domain)
+        if key not in self._windows_of:
+            campaign = self.campaign(campaign_id)
+            self._windows_of[key] = self.limits.windows(
+                account=self.account,
+                recipient_domain=domain,
+                campaign_id=campaign.id,
+                campaign_daily_cap=campaign.daily_cap,
+            )
+        return self._windows_of[key]
 
     def release(self, claimed: Claimed) -> None:
         """Gives back the limiter reservation of a message that never reached a server."""
