@@ -6,6 +6,7 @@ failure means for the connection."""
 from __future__ import annotations
 
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -152,13 +153,37 @@ def step(smtp: smtplib.SMTP, call: Callable[[], tuple[int, bytes]]) -> tuple[int
         raise Failed(network_reply(exc)) from None
 
 
-def send_payload(smtp: smtplib.SMTP, data: bytes) -> None:
-    """Message bytes then the end-of-data dot, in one write. If the write fails, the
-    kernel did not take every byte, so the server cannot have seen the final dot."""
+def send_payload(smtp: smtplib.SMTP, data: bytes, then: bytes = b"") -> None:
+    """Message bytes, the end-of-data dot and `then` (the next message's envelope, if any)
+    in one write. A write that fails before the kernel took the final dot cannot have let
+    the server see it: connection lost, nothing delivered. Once the dot is taken, a failure
+    (writing `then`) is an outcome lost, as when no reply comes."""
+    payload = wire_data(data)
+    sock = smtp.sock
+    if sock is None:
+        raise Failed(SmtpReply.from_error("connection_lost", "not connected"))
+    view = memoryview(payload + then)
+    taken = 0
     try:
-        smtp.send(wire_data(data))
-    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        while taken < len(view):
+            taken += sock.send(view[taken:])
+    except OSError as exc:
+        if taken >= len(payload):
+            raise Failed(SmtpReply.from_error("outcome_lost", describe(exc), Stage.DOT)) from None
         raise Failed(network_reply(exc)) from None
+
+
+def spoke_out_of_turn(smtp: smtplib.SMTP) -> bool:
+    """Something to read, or the end of the stream, where the server should be waiting for
+    message data: it is closing (or out of step), so the data must not go."""
+    sock = smtp.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _as_bytes(value: bytes | str) -> bytes:

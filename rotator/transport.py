@@ -16,7 +16,12 @@ Where the server offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA go ou
 write (rotator/wire.py) and their three replies are read after it, in order: two round
 trips a message instead of four. The payload still waits for DATA's 354, so a refused
 envelope never sends the body, and a refusal is still reported at the command that was
-refused.
+refused. A caller that knows the next message for the same key passes it as `then`: its
+envelope goes out in the same write as this message's data (content may be the first
+command of a group, RFC 2920 3.1), so a run of messages costs one round trip each. Its
+replies are read by the next `send`; a connection whose envelope written ahead is not
+used (another message comes, the last data was refused, the caller stops) is closed
+without a word, which abandons that transaction: its data was never sent.
 
 Whatever goes wrong inside a transaction, an SMTP refusal or an exception of our own, the
 connection is reset (RSET) or dropped before the next message uses it: one message's
@@ -30,6 +35,7 @@ import smtplib
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rotator.endpoint import SmtpEndpoint, endpoint_from_url
 from rotator.envelope import UnencodableAddress, WireAddress, wire_address
@@ -42,11 +48,18 @@ from rotator.session import (
     open_session,
     quit_politely,
     send_payload,
+    spoke_out_of_turn,
     step,
 )
-from rotator.wire import begin, discard_replies, readable
+from rotator.wire import (
+    ahead_commands,
+    begin,
+    pipelined_envelope,
+    readable,
+    stepwise_envelope,
+)
 
-__all__ = ["SmtpEndpoint", "SmtpPool", "endpoint_from_url"]
+__all__ = ["NextMessage", "SmtpEndpoint", "SmtpPool", "endpoint_from_url"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +74,25 @@ class _Connection:
     endpoint: SmtpEndpoint
     last_used: float
     messages: int = 0
+    # The next message's envelope, written after the last data; its replies are unread.
+    ahead: bytes | None = None
+
+
+class NextMessage(NamedTuple):
+    """The message the caller sends next over the same key, if it sends one."""
+
+    envelope_from: str
+    recipient: str
+    data: bytes
+
+
+def _retire(conn: _Connection) -> None:
+    """QUIT, unless an envelope went out ahead: the server may be reading data then, and
+    only closing the connection abandons that transaction."""
+    if conn.ahead is None:
+        quit_politely(conn.smtp)
+    else:
+        conn.smtp.close()
 
 
 class SmtpPool:
@@ -81,7 +113,14 @@ class SmtpPool:
         self._guard = threading.Lock()
 
     def send(
-        self, key: str, endpoint: SmtpEndpoint, envelope_from: str, recipient: str, data: bytes
+        self,
+        key: str,
+        endpoint: SmtpEndpoint,
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
+        *,
+        then: NextMessage | None = None,
     ) -> SmtpReply:
         try:
             sender = wire_address(envelope_from)
@@ -94,7 +133,7 @@ class SmtpPool:
         with self._lock_for(key):
             progress = Progress()
             try:
-                return self._send(key, endpoint, sender, target, data, progress)
+                return self._send(key, endpoint, sender, target, data, progress, then)
             except Failed as failed:
                 self._drop(key)
                 return failed.reply.at(progress.stage)
@@ -128,7 +167,7 @@ class SmtpPool:
         with self._lock_for(key):
             conn = self._conns.pop(key, None)
             if conn is not None:
-                quit_politely(conn.smtp)
+                _retire(conn)
 
     def close_all(self) -> None:
         for key in list(self._conns):
@@ -170,9 +209,9 @@ class SmtpPool:
                 or idle > self._idle_seconds
             ):
                 self._conns.pop(key)
-                quit_politely(conn.smtp)
+                _retire(conn)
                 conn = None
-            elif idle > PROBE_AFTER_SECONDS and not alive(conn.smtp):
+            elif idle > PROBE_AFTER_SECONDS and (conn.ahead is not None or not alive(conn.smtp)):
                 self._drop(key)
                 conn = None
         if conn is not None:
@@ -218,7 +257,7 @@ class SmtpPool:
         try:
             conn = self._conns.pop(key, None)
             if conn is not None:
-                quit_politely(conn.smtp)
+                _retire(conn)
             return conn is not None
         finally:
             lock.release()
@@ -231,8 +270,13 @@ class SmtpPool:
         target: WireAddress,
         data: bytes,
         progress: Progress,
+        then: NextMessage | None,
     ) -> SmtpReply:
         conn, reused = self._connection(key, endpoint, progress)
+        if conn.ahead is not None and conn.ahead != ahead_commands(conn.smtp, sender, target, data):
+            # An envelope written ahead for another message: abandoned with its connection.
+            self._drop(key)
+            conn, reused = self._connection(key, endpoint, progress)
         smtp = conn.smtp
         needs_smtputf8 = sender.needs_smtputf8 or target.needs_smtputf8
         if needs_smtputf8 and not smtp.has_extn("smtputf8"):
@@ -244,7 +288,9 @@ class SmtpPool:
                 Stage.RCPT if target.needs_smtputf8 else Stage.MAIL,
             )
         try:
-            return self._transaction(key, conn, reused, endpoint, sender, target, data, progress)
+            return self._transaction(
+                key, conn, reused, endpoint, sender, target, data, progress, then
+            )
         finally:
             smtp.command_encoding = "ascii"  # smtplib leaves it at utf-8 after SMTPUTF8
 
@@ -258,12 +304,14 @@ class SmtpPool:
         target: WireAddress,
         data: bytes,
         progress: Progress,
+        then: NextMessage | None,
     ) -> SmtpReply:
         smtp = conn.smtp
         conn.messages += 1
         progress.stage = Stage.MAIL
+        written, conn.ahead = conn.ahead, None
         try:
-            pipelined, code, message = begin(smtp, sender, target, data)
+            pipelined, code, message = begin(smtp, sender, target, data, written=written)
         except Failed:
             if not reused:
                 raise
@@ -280,13 +328,25 @@ class SmtpPool:
             progress.stage = Stage.MAIL
             pipelined, code, message = begin(smtp, sender, target, data)
         conn.last_used = time.monotonic()
+
+        def drop() -> None:
+            self._drop(key)
+
         if pipelined:
-            refusal = self._pipelined_envelope(key, smtp, code, message, progress)
+            refusal = pipelined_envelope(smtp, code, message, progress, drop)
         else:
-            refusal = self._stepwise_envelope(key, smtp, code, message, target, progress)
+            refusal = stepwise_envelope(smtp, code, message, target, progress, drop)
         if refusal is not None:
             return refusal
-        send_payload(smtp, data)
+        if written is not None and spoke_out_of_turn(smtp):
+            # Its 354 came a while ago, while the last message was being finished.
+            self._drop(key)
+            return SmtpReply.from_error(
+                "connection_lost", "the server closed the connection in DATA", Stage.DATA
+            )
+        ahead = self._ahead(conn, then)
+        send_payload(smtp, data, ahead or b"")
+        conn.ahead = ahead
         # The end-of-data dot is on its way: from here on, no reply means "unknown".
         progress.stage = Stage.DOT
         try:
@@ -304,85 +364,20 @@ class SmtpPool:
                 Stage.DOT,
             )
         reply = SmtpReply.parse(code, message, Stage.DOT)
-        if code == 421:
+        if code == 421 or (conn.ahead is not None and not 200 <= code < 300):
+            # A refused message ends the caller's run: the next envelope is abandoned.
             self._drop(key)
         log.debug("smtp.sent", extra={"key": key, "smtp_code": code})
         return reply
 
-    def _stepwise_envelope(
-        self,
-        key: str,
-        smtp: smtplib.SMTP,
-        code: int,
-        message: bytes,
-        target: WireAddress,
-        progress: Progress,
-    ) -> SmtpReply | None:
-        """Given MAIL's reply, RCPT and DATA one at a time; None once DATA got 354."""
-        if code != 250:
-            return self._refused(key, smtp, code, message, Stage.MAIL)
-        progress.stage = Stage.RCPT
-        code, message = step(smtp, lambda: smtp.rcpt(target.address))
-        if code not in (250, 251):
-            return self._refused(key, smtp, code, message, Stage.RCPT)
-        progress.stage = Stage.DATA
-        code, message = step(smtp, lambda: smtp.docmd("data"))
-        if code != 354:
-            return self._refused(key, smtp, code, message, Stage.DATA)
-        return None
-
-    def _pipelined_envelope(
-        self, key: str, smtp: smtplib.SMTP, code: int, message: bytes, progress: Progress
-    ) -> SmtpReply | None:
-        """Given MAIL's reply, the replies to the RCPT and DATA already written after it,
-        in order (RFC 2920); None once DATA got 354. A refusal is reported at the stage
-        that refused, and the replies still due are read before the reset."""
-        if code != 250:
-            return self._refused_pipelined(key, smtp, code, message, Stage.MAIL, pending=2)
-        progress.stage = Stage.RCPT
-        code, message = step(smtp, smtp.getreply)
-        if code not in (250, 251):
-            return self._refused_pipelined(key, smtp, code, message, Stage.RCPT, pending=1)
-        progress.stage = Stage.DATA
-        code, message = step(smtp, smtp.getreply)
-        if code != 354:
-            return self._refused(key, smtp, code, message, Stage.DATA)
-        return None
-
-    def _refused_pipelined(
-        self,
-        key: str,
-        smtp: smtplib.SMTP,
-        code: int,
-        message: bytes,
-        stage: Stage,
-        *,
-        pending: int,
-    ) -> SmtpReply:
-        """A MAIL or RCPT refusal with `pending` replies of the pipelined commands still
-        to come (the last one DATA's). Those are consequences (503 "need RCPT", "no
-        valid recipients"), not the outcome: read and discarded. A server that answers
-        DATA with 354 anyway gets a lone dot, ending empty data; the body never goes.
-        Then the transaction is reset as for any refusal."""
-        if code != 421 and readable(code) and discard_replies(smtp, pending):
-            return self._refused(key, smtp, code, message, stage)
-        # The server is closing the channel or is out of step; the refusal is the
-        # outcome whatever became of the connection after it.
-        self._drop(key)
-        return SmtpReply.parse(code, message, stage)
-
-    def _refused(
-        self, key: str, smtp: smtplib.SMTP, code: int, message: bytes, stage: Stage
-    ) -> SmtpReply:
-        """A MAIL/RCPT/DATA refusal: reset the transaction so the connection stays usable."""
-        reply = SmtpReply.parse(code, message, stage)
-        if code == 421 or not readable(code):
-            self._drop(key)  # the server is closing the channel, or is out of step
-            return reply
+    def _ahead(self, conn: _Connection, then: NextMessage | None) -> bytes | None:
+        """The envelope of `then` to write after this data, when it can go on this
+        connection: PIPELINING offered, and not the connection's last message."""
+        if then is None or conn.messages >= self._max_messages:
+            return None
         try:
-            rset_code, _ = smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            rset_code = 0
-        if rset_code != 250:
-            self._drop(key)
-        return reply
+            sender = wire_address(then.envelope_from)
+            target = wire_address(then.recipient)
+        except UnencodableAddress:
+            return None  # its own send reports that, before any SMTP
+        return ahead_commands(conn.smtp, sender, target, then.data)

@@ -1,17 +1,29 @@
 """The envelope on the wire: MAIL FROM alone, or, where the server offers PIPELINING
-(RFC 2920), MAIL FROM, RCPT TO and DATA in one write with their replies read in order; and
-what is read back after a pipelined refusal. The pool (rotator/transport.py) decides what a
-reply means for the connection."""
+(RFC 2920), MAIL FROM, RCPT TO and DATA in one write with their replies read in order; its
+replies up to DATA's 354, and a refusal's reset (what is read back after a pipelined one).
+Where the connection cannot go on, `drop` is called: the pool (rotator/transport.py) owns
+the connections."""
 
 from __future__ import annotations
 
 import re
 import smtplib
+from collections.abc import Callable
 
 from rotator.envelope import WireAddress
-from rotator.session import Failed, step
+from rotator.reply import SmtpReply, Stage
+from rotator.session import Failed, Progress, step
 
-__all__ = ["begin", "discard_replies", "quote_address", "readable"]
+__all__ = [
+    "ahead_commands",
+    "begin",
+    "discard_replies",
+    "pipelined_envelope",
+    "quote_address",
+    "readable",
+    "refused",
+    "stepwise_envelope",
+]
 
 
 # A dot-atom local part at a plain domain or address literal (RFC 5321 4.1.2): what
@@ -38,22 +50,45 @@ def _mail_options(
 
 
 def begin(
-    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, data: bytes
+    smtp: smtplib.SMTP,
+    sender: WireAddress,
+    target: WireAddress,
+    data: bytes,
+    *,
+    written: bytes | None = None,
 ) -> tuple[bool, int, bytes]:
     """MAIL FROM, and with PIPELINING offered (RFC 2920) RCPT TO and DATA in the same
-    write; returns (pipelined, MAIL's code, MAIL's text). Network failures raise Failed."""
+    write; returns (pipelined, MAIL's code, MAIL's text). `written`: the envelope already
+    went out after the last message's data (ahead_commands); only its replies are read.
+    Network failures raise Failed."""
     options = _mail_options(smtp, sender, target, data)
     if not smtp.has_extn("pipelining"):
         code, message = step(smtp, lambda: smtp.mail(sender.address, options))
         return False, code, message
     commands = _envelope_commands(smtp, sender, target, options)
+    if written is not None and written != commands.encode("ascii", "replace"):
+        raise ValueError("the envelope written ahead is not this message's")
 
     def write_and_read() -> tuple[int, bytes]:
-        smtp.send(commands)
+        if written is None:
+            smtp.send(commands)
         return smtp.getreply()
 
     code, message = step(smtp, write_and_read)
     return True, code, message
+
+
+def ahead_commands(
+    smtp: smtplib.SMTP, sender: WireAddress, target: WireAddress, data: bytes
+) -> bytes | None:
+    """The next message's MAIL FROM, RCPT TO and DATA, to go out in the same write as this
+    message's data (RFC 2920 3.1: message content may be the first command of a group), or
+    None where that is not possible: no PIPELINING, or SMTPUTF8 needed (its command
+    encoding is set per transaction)."""
+    if not smtp.has_extn("pipelining") or sender.needs_smtputf8 or target.needs_smtputf8:
+        return None
+    options = _mail_options(smtp, sender, target, data)
+    return _envelope_commands(smtp, sender, target, options).encode("ascii")
 
 
 def _envelope_commands(
@@ -107,3 +142,83 @@ def _lone_dot(smtp: smtplib.SMTP) -> tuple[int, bytes]:
     """End the (empty) data of a DATA that should not have been accepted."""
     smtp.send(b".\r\n")
     return smtp.getreply()
+
+
+def stepwise_envelope(
+    smtp: smtplib.SMTP,
+    code: int,
+    message: bytes,
+    target: WireAddress,
+    progress: Progress,
+    drop: Callable[[], None],
+) -> SmtpReply | None:
+    """Given MAIL's reply, RCPT and DATA one at a time; None once DATA got 354."""
+    if code != 250:
+        return refused(smtp, code, message, Stage.MAIL, drop)
+    progress.stage = Stage.RCPT
+    code, message = step(smtp, lambda: smtp.rcpt(target.address))
+    if code not in (250, 251):
+        return refused(smtp, code, message, Stage.RCPT, drop)
+    progress.stage = Stage.DATA
+    code, message = step(smtp, lambda: smtp.docmd("data"))
+    if code != 354:
+        return refused(smtp, code, message, Stage.DATA, drop)
+    return None
+
+
+def pipelined_envelope(
+    smtp: smtplib.SMTP, code: int, message: bytes, progress: Progress, drop: Callable[[], None]
+) -> SmtpReply | None:
+    """Given MAIL's reply, the replies to the RCPT and DATA already written after it,
+    in order (RFC 2920); None once DATA got 354. A refusal is reported at the stage
+    that refused, and the replies still due are read before the reset."""
+    if code != 250:
+        return refused_pipelined(smtp, code, message, Stage.MAIL, drop, pending=2)
+    progress.stage = Stage.RCPT
+    code, message = step(smtp, smtp.getreply)
+    if code not in (250, 251):
+        return refused_pipelined(smtp, code, message, Stage.RCPT, drop, pending=1)
+    progress.stage = Stage.DATA
+    code, message = step(smtp, smtp.getreply)
+    if code != 354:
+        return refused(smtp, code, message, Stage.DATA, drop)
+    return None
+
+
+def refused_pipelined(
+    smtp: smtplib.SMTP,
+    code: int,
+    message: bytes,
+    stage: Stage,
+    drop: Callable[[], None],
+    *,
+    pending: int,
+) -> SmtpReply:
+    """A MAIL or RCPT refusal with `pending` replies of the pipelined commands still
+    to come (the last one DATA's). Those are consequences (503 "need RCPT", "no
+    valid recipients"), not the outcome: read and discarded. A server that answers
+    DATA with 354 anyway gets a lone dot, ending empty data; the body never goes.
+    Then the transaction is reset as for any refusal."""
+    if code != 421 and readable(code) and discard_replies(smtp, pending):
+        return refused(smtp, code, message, stage, drop)
+    # The server is closing the channel or is out of step; the refusal is the
+    # outcome whatever became of the connection after it.
+    drop()
+    return SmtpReply.parse(code, message, stage)
+
+
+def refused(
+    smtp: smtplib.SMTP, code: int, message: bytes, stage: Stage, drop: Callable[[], None]
+) -> SmtpReply:
+    """A MAIL/RCPT/DATA refusal: reset the transaction so the connection stays usable."""
+    reply = SmtpReply.parse(code, message, stage)
+    if code == 421 or not readable(code):
+        drop()  # the server is closing the channel, or is out of step
+        return reply
+    try:
+        rset_code, _ = smtp.rset()
+    except (smtplib.SMTPException, OSError):
+        rset_code = 0
+    if rset_code != 250:
+        drop()
+    return reply

@@ -75,7 +75,7 @@ def test_a_batch_that_fails_gives_its_rows_up_to_the_age_rules(
     factory.create_recipients(campaign, ["a@example.org", "b@example.org"])
     result = dispatch(app)
 
-    def broken(self, claimed, batch_result):
+    def broken(self, claimed, batch_result, **kwargs):
         raise RuntimeError("a bug between claim and outcome")
 
     monkeypatch.setattr(sender.Sender, "deliver", broken)

@@ -86,11 +86,11 @@ def test_a_process_that_fails_mid_group_leaves_at_most_the_group_sending(
     calls = []
     real = sender.Sender.deliver
 
-    def dies_on_the_second(self, claimed, batch_result):
+    def dies_on_the_second(self, claimed, batch_result, **kwargs):
         calls.append(claimed.sent.email)
         if len(calls) == 2:
             raise RuntimeError("the process dies here")
-        return real(self, claimed, batch_result)
+        return real(self, claimed, batch_result, **kwargs)
 
     monkeypatch.setattr(sender.Sender, "deliver", dies_on_the_second)
     with pytest.raises(RuntimeError):

@@ -247,7 +247,8 @@ class _Run:
                 self.sender.suppress(row)
                 self.result.count("suppressed")
                 continue
-            delivery = self.sender.deliver(row, self.result)
+            then = next((c for c in claimed[position + 1 :] if not c.suppressed), None)
+            delivery = self.sender.deliver(row, self.result, then=then)
             self.unwritten.append(delivery)
             if delivery.verdict.outcome is not Outcome.SENT:
                 # Judged before anything else goes: the rest of the group, unattempted,
@@ -260,5 +261,3 @@ class _Run:
                 self.sender.unclaim(rest)
                 self.waiting[:0] = [c.sent.recipient_id for c in rest]
                 return
-
-

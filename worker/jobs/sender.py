@@ -21,6 +21,7 @@ from rotator.classify import Outcome, SmtpReply, Verdict, classify_reply
 from rotator.limiter import Window
 from rotator.message import make_message_id
 from rotator.templates import TemplateError
+from rotator.transport import NextMessage
 from worker.jobs.heartbeat import ensure_beating
 from worker.jobs.outcomes import Recorded, Sent, event_data, record
 from worker.jobs.prepared import Prepared
@@ -80,6 +81,9 @@ class Sender:
         self.campaigns: dict[int, Campaign] = {}
         # The limits are loaded once per batch, so a send's windows depend only on these.
         self._windows_of: dict[tuple[int, str], list[Window]] = {}
+        # The next message, built early so that its envelope goes with this one's data:
+        # (its Message-ID, its bytes or why it could not be built).
+        self._built_ahead: tuple[str, bytes | Exception] | None = None
         self.failures_known_zero = account.consecutive_failures == 0
         # Beating before the first row is marked as held by this process.
         self.holder = ensure_beating(settings)
@@ -178,8 +182,12 @@ class Sender:
             self.campaigns[campaign_id] = campaign
         return self.campaigns[campaign_id]
 
-    def deliver(self, claimed: Claimed, result: BatchResult) -> Delivery:
-        """Sends one claimed message; its outcome is written with the next commit."""
+    def deliver(
+        self, claimed: Claimed, result: BatchResult, *, then: Claimed | None = None
+    ) -> Delivery:
+        """Sends one claimed message; its outcome is written with the next commit. `then`:
+        the message to be delivered next if this one succeeds; its envelope goes out with
+        this one's data (rotator.transport)."""
         sent = claimed.sent
         try:
             data = self._build(claimed)
@@ -191,7 +199,12 @@ class Sender:
             verdict = Verdict(Outcome.FAILED, "message_error", account_failure=False)
         else:
             reply = smtp_pool().send(
-                str(self.account.id), self.endpoint, self.account.email, sent.email, data
+                str(self.account.id),
+                self.endpoint,
+                self.account.email,
+                sent.email,
+                data,
+                then=self._next_message(then),
             )
             verdict = classify_reply(reply, self.account.provider)
         result.count(verdict.outcome.value)
@@ -238,9 +251,30 @@ class Sender:
             self.failures_known_zero = True
         return recorded
 
+    def _next_message(self, then: Claimed | None) -> NextMessage | None:
+        if then is None:
+            return None
+        try:
+            data = self._build(then)
+        except (TemplateError, ValueError) as exc:
+            self._built_ahead = (then.sent.message_id, exc)
+            return None
+        except Exception:  # whatever it is, it comes up at that message's own turn
+            log.debug("send.build_ahead_failed", exc_info=True)
+            return None
+        self._built_ahead = (then.sent.message_id, data)
+        return NextMessage(self.account.email, then.sent.email, data)
+
     def _build(self, claimed: Claimed) -> bytes:
-        """The one builder, shared with the web UI's preview (app.services.outgoing)."""
+        """The one builder, shared with the web UI's preview (app.services.outgoing). A
+        message built ahead is used once, by its Message-ID (a row claimed again gets a
+        new one)."""
         sent = claimed.sent
+        ahead, self._built_ahead = self._built_ahead, None
+        if ahead is not None and ahead[0] == sent.message_id:
+            if isinstance(ahead[1], Exception):
+                raise ahead[1]
+            return ahead[1]
         return build_outgoing(
             self.settings,
             self.campaign(sent.campaign_id),
