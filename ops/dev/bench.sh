@@ -6,7 +6,7 @@ if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then
   echo "bench: installing postfix for smtp-sink" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 fi
-for bench in limiter limiter_rebuild message smtp_client import import_floor send dispatch metrics api_latency footprint; do
+for bench in limiter limiter_rebuild message smtp_client import import_floor import_partition_route send dispatch metrics api_latency footprint; do
   echo "== bench/$bench.py"
   .venv/bin/python "bench/$bench.py"
 done
