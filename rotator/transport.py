@@ -309,7 +309,8 @@ class SmtpPool:
         smtp = conn.smtp
         conn.messages += 1
         progress.stage = Stage.MAIL
-        written, conn.ahead = conn.ahead, None
+        # Only ever this message's envelope: _send dropped a connection holding another's.
+        written, conn.ahead = conn.ahead is not None, None
         try:
             pipelined, code, message = begin(smtp, sender, target, data, written=written)
         except Failed:
@@ -338,7 +339,7 @@ class SmtpPool:
             refusal = stepwise_envelope(smtp, code, message, target, progress, drop)
         if refusal is not None:
             return refusal
-        if written is not None and spoke_out_of_turn(smtp):
+        if written and spoke_out_of_turn(smtp):
             # Its 354 came a while ago, while the last message was being finished.
             self._drop(key)
             return SmtpReply.from_error(

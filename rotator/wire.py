@@ -55,23 +55,23 @@ def begin(
     target: WireAddress,
     data: bytes,
     *,
-    written: bytes | None = None,
+    written: bool = False,
 ) -> tuple[bool, int, bytes]:
     """MAIL FROM, and with PIPELINING offered (RFC 2920) RCPT TO and DATA in the same
-    write; returns (pipelined, MAIL's code, MAIL's text). `written`: the envelope already
-    went out after the last message's data (ahead_commands); only its replies are read.
-    Network failures raise Failed."""
+    write; returns (pipelined, MAIL's code, MAIL's text). `written`: this envelope already
+    went out after the last message's data (ahead_commands, checked by the caller); only
+    its replies are read. Network failures raise Failed."""
+    if written:
+        code, message = step(smtp, smtp.getreply)
+        return True, code, message
     options = _mail_options(smtp, sender, target, data)
     if not smtp.has_extn("pipelining"):
         code, message = step(smtp, lambda: smtp.mail(sender.address, options))
         return False, code, message
     commands = _envelope_commands(smtp, sender, target, options)
-    if written is not None and written != commands.encode("ascii", "replace"):
-        raise ValueError("the envelope written ahead is not this message's")
 
     def write_and_read() -> tuple[int, bytes]:
-        if written is None:
-            smtp.send(commands)
+        smtp.send(commands)
         return smtp.getreply()
 
     code, message = step(smtp, write_and_read)
