@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from rotator.transport import SmtpPool
 from tests import redis_urls
 from tests.smtp_server import ScriptedSMTPServer
 
@@ -15,6 +16,20 @@ REDIS_URL = redis_urls.ROTATOR_URL  # the DB the redis_client fixture flushes
 def smtp_server() -> Iterator[ScriptedSMTPServer]:
     with ScriptedSMTPServer() as server:
         yield server
+
+
+@pytest.fixture
+def pipelining() -> Iterator[ScriptedSMTPServer]:
+    """A server that offers PIPELINING (RFC 2920)."""
+    with ScriptedSMTPServer(pipelining=True) as server:
+        yield server
+
+
+@pytest.fixture
+def pool() -> Iterator[SmtpPool]:
+    p = SmtpPool()
+    yield p
+    p.close_all()
 
 
 @pytest.fixture

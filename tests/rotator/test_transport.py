@@ -44,13 +44,6 @@ def endpoint(server: ScriptedSMTPServer, **overrides: object) -> SmtpEndpoint:
     return SmtpEndpoint(**fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def pool() -> Iterator[SmtpPool]:
-    p = SmtpPool()
-    yield p
-    p.close_all()
-
-
 def test_one_connection_is_reused_across_50_messages(
     smtp_server: ScriptedSMTPServer, pool: SmtpPool
 ) -> None:

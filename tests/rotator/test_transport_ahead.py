@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,19 +19,6 @@ from rotator.transport import NextMessage, SmtpPool
 from tests.rotator.test_transport import FROM, endpoint, message
 from tests.rotator.test_transport_pipelining import body_was_sent, only_delivered, sent
 from tests.smtp_server import ScriptedSMTPServer
-
-
-@pytest.fixture
-def pool() -> Iterator[SmtpPool]:
-    p = SmtpPool()
-    yield p
-    p.close_all()
-
-
-@pytest.fixture
-def pipelining() -> Iterator[ScriptedSMTPServer]:
-    with ScriptedSMTPServer(pipelining=True) as server:
-        yield server
 
 
 def to(n: int) -> str:

@@ -18,19 +18,6 @@ from tests.rotator.test_transport import FROM, endpoint, message
 from tests.smtp_server import ScriptedSMTPServer
 
 
-@pytest.fixture
-def pool() -> Iterator[SmtpPool]:
-    p = SmtpPool()
-    yield p
-    p.close_all()
-
-
-@pytest.fixture
-def pipelining() -> Iterator[ScriptedSMTPServer]:
-    with ScriptedSMTPServer(pipelining=True) as server:
-        yield server
-
-
 @pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
 def server(request: pytest.FixtureRequest) -> Iterator[ScriptedSMTPServer]:
     """Both dialogues: what holds for one must hold for the other."""
