@@ -247,3 +247,11 @@ def one_claim_at_a_time(app: Flask, settings: Settings, monkeypatch: pytest.Monk
     monkeypatch.setitem(
         app.extensions, "settings", settings.model_copy(update={"send_claim_group": 1})
     )
+
+
+@pytest.fixture
+def groups_of_3(app, settings, monkeypatch):
+    """SEND_CLAIM_GROUP 3, for the send path's group tests."""
+    monkeypatch.setitem(
+        app.extensions, "settings", settings.model_copy(update={"send_claim_group": 3})
+    )

@@ -9,34 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
 
-from app.extensions import db
-from app.models import Recipient
 from tests.pipeline import dispatch, send_batches, smtp_account
 from tests.smtp_server import ScriptedSMTPServer
+from tests.test_send_groups import _emails, _rows
 
 
 @pytest.fixture
 def pipelining() -> Iterator[ScriptedSMTPServer]:
     with ScriptedSMTPServer(pipelining=True) as server:
         yield server
-
-
-@pytest.fixture
-def groups_of_3(app, settings, monkeypatch):
-    monkeypatch.setitem(
-        app.extensions, "settings", settings.model_copy(update={"send_claim_group": 3})
-    )
-
-
-def _rows() -> dict[str, Recipient]:
-    db.session.expire_all()
-    return {r.email: r for r in db.session.execute(select(Recipient)).scalars()}
-
-
-def _emails(n: int) -> list[str]:
-    return [f"r{i}@example.org" for i in range(n)]
 
 
 def _read_with_data_of(server: ScriptedSMTPServer, message_id: str) -> bytes:

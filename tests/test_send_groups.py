@@ -17,13 +17,6 @@ from tests.pipeline import dispatch, send_batches, smtp_account
 from worker.jobs import sender
 
 
-@pytest.fixture
-def groups_of_3(app, settings, monkeypatch):
-    monkeypatch.setitem(
-        app.extensions, "settings", settings.model_copy(update={"send_claim_group": 3})
-    )
-
-
 def _rows() -> dict[str, Recipient]:
     db.session.expire_all()
     return {r.email: r for r in db.session.execute(select(Recipient)).scalars()}
