@@ -228,6 +228,15 @@ def smtp_server() -> Iterator[Any]:
 
 
 @pytest.fixture
+def pipelining() -> Iterator[Any]:
+    """A real SMTP server that offers PIPELINING (RFC 2920)."""
+    from tests.smtp_server import ScriptedSMTPServer
+
+    with ScriptedSMTPServer(pipelining=True) as server:
+        yield server
+
+
+@pytest.fixture
 def smtp_servers() -> Iterator[list[Any]]:
     """Three SMTP servers, one per sender account of a pool."""
     from tests.smtp_server import ScriptedSMTPServer

@@ -6,19 +6,9 @@ unattempted and is sent once, later."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.pipeline import dispatch, send_batches, smtp_account
 from tests.smtp_server import ScriptedSMTPServer
 from tests.test_send_groups import _emails, _rows
-
-
-@pytest.fixture
-def pipelining() -> Iterator[ScriptedSMTPServer]:
-    with ScriptedSMTPServer(pipelining=True) as server:
-        yield server
 
 
 def _read_with_data_of(server: ScriptedSMTPServer, message_id: str) -> bytes:

@@ -19,13 +19,6 @@ def smtp_server() -> Iterator[ScriptedSMTPServer]:
 
 
 @pytest.fixture
-def pipelining() -> Iterator[ScriptedSMTPServer]:
-    """A server that offers PIPELINING (RFC 2920)."""
-    with ScriptedSMTPServer(pipelining=True) as server:
-        yield server
-
-
-@pytest.fixture
 def pool() -> Iterator[SmtpPool]:
     p = SmtpPool()
     yield p
