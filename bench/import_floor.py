@@ -117,11 +117,10 @@ def shown(wall: float, cpu: float | None, wal: int | None = None) -> str:
     )
 
 
-def measure(database_url: str, campaign_id: int, path: Path) -> None:
-    conn = psycopg2.connect(database_url)
-    cur = conn.cursor()
-    cur.execute("SELECT pg_backend_pid()")
-    pid = cur.fetchone()[0]
+def copy_and_stage(cur: Any, pid: int, path: Path) -> tuple[tuple[float, float, None], int]:
+    """The baseline COPY of the file into `bare_copy`, timed (wall, backend CPU, no WAL
+    figure), and `staged_in_order`: the rows an import would keep, roughly, in file order;
+    returns (the COPY's figures, how many rows were staged). Nothing is committed."""
     cur.execute(
         "CREATE UNLOGGED TABLE bare_copy "
         "(email text, first_name text, last_name text, company text, city text)"
@@ -142,6 +141,15 @@ def measure(database_url: str, campaign_id: int, path: Path) -> None:
     cur.execute("ANALYZE staged_in_order")
     cur.execute("SELECT count(*) FROM staged_in_order")
     rows = cur.fetchone()[0]
+    return copy, rows
+
+
+def measure(database_url: str, campaign_id: int, path: Path) -> None:
+    conn = psycopg2.connect(database_url)
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    copy, rows = copy_and_stage(cur, pid, path)
     conn.commit()
     insert = (
         "INSERT INTO recipients (campaign_id, email, domain, fields, status) "

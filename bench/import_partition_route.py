@@ -97,22 +97,7 @@ def import_side(conn: Any, campaign_id: int, path: Path) -> None:
     cur = conn.cursor()
     cur.execute("SELECT pg_backend_pid()")
     pid = cur.fetchone()[0]
-    cur.execute(
-        "CREATE UNLOGGED TABLE bare_copy "
-        "(email text, first_name text, last_name text, company text, city text)"
-    )
-    with path.open("rb") as f:
-        copy = step(cur, pid, "COPY bare_copy FROM STDIN (FORMAT csv, HEADER)", f)
-    cur.execute(
-        "CREATE UNLOGGED TABLE staged AS SELECT DISTINCT ON (lower(email)) lower(email) AS "
-        "email, split_part(lower(email), '@', 2) AS domain, first_name, last_name, company, "
-        "city, n FROM (SELECT row_number() OVER () AS n, * FROM bare_copy) b "
-        "WHERE email LIKE '%_@_%.%' ORDER BY lower(email), n"
-    )
-    cur.execute("CREATE UNLOGGED TABLE staged_in_order AS SELECT * FROM staged ORDER BY n")
-    cur.execute("ANALYZE staged_in_order")
-    cur.execute("SELECT count(*) FROM staged_in_order")
-    rows = cur.fetchone()[0]
+    copy, rows = floor.copy_and_stage(cur, pid, path)
     for statement in PARTITIONED:
         cur.execute(statement)
     conn.commit()
