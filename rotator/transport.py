@@ -341,7 +341,7 @@ class SmtpPool:
             return refusal
         if written and spoke_out_of_turn(smtp):
             # Its 354 came a while ago, while the last message was being finished.
-            self._drop(key)
+            drop()
             return SmtpReply.from_error(
                 "connection_lost", "the server closed the connection in DATA", Stage.DATA
             )
