@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -91,7 +90,9 @@ class Recipient(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # campaign_id and account_id reference campaigns (ON DELETE CASCADE) and accounts (ON
+    # DELETE SET NULL) through per-statement triggers, not declarative keys (migration 0016).
+    campaign_id: Mapped[int] = mapped_column(Integer)
     email: Mapped[str] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(255))
     fields: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
@@ -102,7 +103,7 @@ class Recipient(Base):
     # The send process holding a queued/sending row; recovery checks its heartbeat.
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(Integer)
     # The reservation token written into the limiter windows, for release.
     reservation: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(255))
