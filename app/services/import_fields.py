@@ -32,20 +32,29 @@ class FieldsSql:
     sql: str  # the JSONB fields of a row
     names: list[str]  # the field names this import has
     blanks: dict[str, str]  # field name -> SQL that is true when the row's value is blank
+    # The staging table's generated `fields` column (over its bare text columns), or None
+    # when the rows are staged with their fields already built.
+    stored: str | None = None
 
 
 def csv_fields(header: Header) -> FieldsSql:
-    """A staged CSV row's trimmed cells under their field names (blank cells as "")."""
+    """A staged CSV row's trimmed cells under their field names (blank cells as "").
+
+    The JSONB is built as the rows are staged, by a generated column: COPY computes it
+    while Python is still parsing and validating the file (the backend would otherwise
+    wait), which takes it out of the INSERT, an import's longest statement, where it
+    cost about 1.5 s per million rows."""
     columns = [i for i in range(len(header.names)) if i != header.email_index]
     if not columns:
         return FieldsSql("'{}'::jsonb", [], {})
-    trimmed = {header.names[i]: f"btrim(s.c{i + 1}, {sql_literal(TRIM)})" for i in columns}
-    names = ", ".join(sql_literal(n) for n in trimmed)
-    values = ", ".join(trimmed.values())
+    trim = sql_literal(TRIM)
+    names = ", ".join(sql_literal(header.names[i]) for i in columns)
+    values = ", ".join(f"btrim(c{i + 1}, {trim})" for i in columns)
     return FieldsSql(
-        f"jsonb_object(ARRAY[{names}]::text[], ARRAY[{values}]::text[])",
-        list(trimmed),
-        {name: f"{value} = ''" for name, value in trimmed.items()},
+        "s.fields",
+        [header.names[i] for i in columns],
+        {header.names[i]: f"btrim(s.c{i + 1}, {trim}) = ''" for i in columns},
+        stored=f"jsonb_object(ARRAY[{names}]::text[], ARRAY[{values}]::text[])",
     )
 
 

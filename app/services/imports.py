@@ -12,7 +12,8 @@ file peaks at ~130 MB RSS, no more than the app itself loaded; see bench/import.
    first `import_error_limit` of them kept; nothing else about a row outlives it.
 3. Valid rows stream through COPY into a temporary staging table with their row
    number; CSV cells go in as text columns and PostgreSQL builds the JSONB fields,
-   which is cheaper than json.dumps per row.
+   which is cheaper than json.dumps per row, in a generated column: the backend builds
+   them while it waits for Python's next batch of lines, not in step 5.
 4. PostgreSQL finds the rest, so Python never holds a set of a million addresses:
    one statement yields the small table of rejected rows, one branch per reason
    (later occurrences of an address in the file, from one hash aggregate over the
@@ -23,15 +24,15 @@ file peaks at ~130 MB RSS, no more than the app itself loaded; see bench/import.
    order. Under the campaign lock nothing can conflict; if something did, the
    savepoint is rolled back and `ON CONFLICT DO NOTHING` inserts the rest, the clash
    counted as a duplicate (_insert_recipients). This statement is most of an import's
-   time and its floor (bench/import_floor.py: per million rows about 9-10 s of backend
-   CPU on the 2-core dev machine, over 15 times a bare COPY of the file): each row costs
-   a heap insert and WAL (~600 MB per million rows), four index insertions (the primary
-   key, ix_recipients_due, uq_recipients_campaign_email 2-4 s; pending rows stay out of
-   ix_recipients_campaign_status, migration 0015), two foreign-key checks (the
-   campaign's 3-4 s; the account's fires although it is NULL, ~0.5 s) and its share of
-   recipient_counts' statement trigger. Inserting sorted by email (ids still in file
-   order) costs more than it saves: the primary key and ix_recipients_due then take
-   their keys in random order.
+   time and its floor (bench/import_floor.py: per million rows about 6 s of backend CPU
+   on the 2-core dev machine, over 10 times a bare COPY of the file): each row costs a
+   heap insert and WAL (~500 MB per million rows) and three index insertions (the
+   primary key, ix_recipients_due, uq_recipients_campaign_email 2-4 s; pending rows stay
+   out of ix_recipients_campaign_status, migration 0015); the statement's triggers read
+   its transition table once each (recipient_counts; the campaign and account
+   references, checked per statement since migration 0016, not per row as a foreign key
+   would at 3-5 s). Inserting sorted by email (ids still in file order) costs more than
+   it saves: the primary key and ix_recipients_due then take their keys in random order.
 6. The campaign's field_names become the sorted union with this import's, and one
    `imported` event records the counts (never an address).
 
@@ -145,11 +146,12 @@ def import_csv(
     header = source.read_header()
     tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
-    staging = Staging(session, text_columns=len(header.names))
+    fields = csv_fields(header)
+    staging = Staging(session, text_columns=len(header.names), fields_stored=fields.stored)
     staging.copy(csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
     if tally.rows == 0:
         raise InvalidInput("the file has a header row but no data rows", field="file")
-    report = _finish(session, campaign_id, staging, tally, csv_fields(header), template_fields)
+    report = _finish(session, campaign_id, staging, tally, fields, template_fields)
     log.info(
         "import.csv",
         extra={

@@ -38,7 +38,9 @@ class CopySource:
 class Staging:
     """The import's temporary tables, dropped at commit (or now, by `drop`)."""
 
-    def __init__(self, session: Session, *, text_columns: int) -> None:
+    def __init__(
+        self, session: Session, *, text_columns: int, fields_stored: str | None = None
+    ) -> None:
         self.session = session
         suffix = uuid.uuid4().hex[:12]
         self.table = f"import_staging_{suffix}"
@@ -46,10 +48,15 @@ class Staging:
         self.text_columns = [f"c{i}" for i in range(1, text_columns + 1)]
         self.rows = 0  # rows staged, as COPY reports them
         extra = "".join(f", {c} text" for c in self.text_columns)
+        fields = (
+            "jsonb"
+            if fields_stored is None
+            else f"jsonb GENERATED ALWAYS AS ({fields_stored}) STORED"
+        )
         session.execute(
             text(
                 f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, email text NOT NULL, "
-                "domain text NOT NULL, ascii_domain text, ascii_email text, fields jsonb"
+                f"domain text NOT NULL, ascii_domain text, ascii_email text, fields {fields}"
                 f"{extra}) ON COMMIT DROP"
             )
         )
