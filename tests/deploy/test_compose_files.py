@@ -103,6 +103,7 @@ def test_one_host_services(tmp_path: Path) -> None:
     }  # fmt: skip
     assert any(v.startswith("pgdata:") for v in services["postgres"]["volumes"])
     assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert_runs_the_shipped_postgres_configuration(services["postgres"], tmp_path)
     redis_command = services["redis"]["command"][-1]
     for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction",
                  '--requirepass "$$REDIS_PASSWORD"'):  # fmt: skip
@@ -185,9 +186,22 @@ def test_node1_binds_its_stores_to_the_private_address_only(tmp_path: Path) -> N
     )
     assert "worker" not in services
     assert services["api"]["image"] == NODES["SENDFLEET_IMAGE"]
-    assert services["postgres"]["command"] == [
+    assert_runs_the_shipped_postgres_configuration(services["postgres"], tmp_path)
+
+
+def assert_runs_the_shipped_postgres_configuration(service: dict[str, Any], where: Path) -> None:
+    """ops/postgres/primary.conf as the whole configuration, with its pg_hba.conf."""
+    assert service["command"] == [
         "postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"
     ]  # fmt: skip
+    mounted = {
+        str(v).split(":")[1]: Path(str(v).split(":")[0]).resolve() for v in service["volumes"]
+    }
+    for target, name in {
+        "/etc/postgresql/postgresql.conf": "primary.conf",
+        "/etc/postgresql/pg_hba.conf": "pg_hba.conf",
+    }.items():
+        assert mounted[target] == (where / "ops/postgres" / name).resolve()
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg2
 import redis
 
+OPS_POSTGRES = Path(__file__).resolve().parents[2] / "ops" / "postgres"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -115,11 +117,14 @@ class PrivatePostgres:
     """A cluster made with initdb (trust auth, fsync off) in a temp dir. initdb and the
     server refuse to run as root, so as root the cluster belongs to the `postgres` user."""
 
-    def __init__(self, server_options: str = "") -> None:
+    def __init__(self, server_options: str = "", *, durable: bool = False) -> None:
         """`server_options`: more `-c name=value` for the server (after the defaults, so
-        they win), e.g. a `config_file` of the deployment's own."""
+        they win), e.g. a `config_file` of the deployment's own. `durable`: keep fsync,
+        synchronous commit and full-page writes as configured (a benchmark's server)
+        instead of turning them off for speed."""
         self.bindir = _postgres_bindir()
         self.server_options = server_options
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="sendfleet-drill-pg-"))
         self.datadir = self.root / "data"
         self.logfile = self.root / "postgres.log"
@@ -134,6 +139,22 @@ class PrivatePostgres:
         login = f"{user}:{password}" if password else user
         return f"postgresql://{login}@127.0.0.1:{self.port}/{dbname}"
 
+    def owned_copy(self, source: Path) -> str:
+        """`source` copied into the cluster's own dir, where the `postgres` user reads it
+        wherever the checkout is (a CI clone under root's home is not readable to it)."""
+        copy = self.root / source.name
+        shutil.copy(source, copy)
+        copy.chmod(0o644)
+        return str(copy)
+
+    def deployment_options(self) -> str:
+        """The server options that use the deployment's ops/postgres/primary.conf and
+        pg_hba.conf (the files the containers mount); port and address stay this cluster's."""
+        return (
+            f"-c config_file={self.owned_copy(OPS_POSTGRES / 'primary.conf')} "
+            f"-c hba_file={self.owned_copy(OPS_POSTGRES / 'pg_hba.conf')}"
+        )
+
     def as_owner(self, *args: str) -> list[str]:
         """The command line that runs `args` as the cluster's owner (`postgres` under root)."""
         return [*self._as, *args]
@@ -146,10 +167,12 @@ class PrivatePostgres:
         return self.start()
 
     def start(self) -> PrivatePostgres:
+        fast = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        if self.durable:
+            fast = ""
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-            f"{self.server_options}"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {fast}"
+            f"-c max_connections=200 {self.server_options}"
         )
         self._run(
             "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options,

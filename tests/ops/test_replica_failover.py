@@ -9,7 +9,6 @@ The tests run in file order on one pair of clusters; the last one promotes the r
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -65,24 +64,6 @@ def _wait_for(check: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s: {what}")
 
 
-def _owned_copy(pg: PrivatePostgres, name: str) -> str:
-    """ops/postgres/NAME copied into the cluster's own dir, where the `postgres` user reads
-    it wherever the checkout is (a CI clone under root's home is not readable to it)."""
-    copy = pg.root / name
-    shutil.copy(OPS / "postgres" / name, copy)
-    copy.chmod(0o644)
-    return str(copy)
-
-
-def _configured(pg: PrivatePostgres) -> str:
-    """The server options that use the deployment's primary.conf and pg_hba.conf (at the
-    paths the containers mount them, the same files)."""
-    return (
-        f"-c config_file={_owned_copy(pg, 'primary.conf')} "
-        f"-c hba_file={_owned_copy(pg, 'pg_hba.conf')}"
-    )
-
-
 def _script_env(pg: PrivatePostgres, **values: str) -> list[str]:
     path = f"{pg.bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     return ["env", f"PATH={path}", *(f"{k}={v}" for k, v in values.items())]
@@ -101,7 +82,7 @@ def _replica_init(
                 REPLICATION_PASSWORD=REPLICATION_PASSWORD, REPLICATION_SLOT=slot,
                 PRIMARY_WAIT_SECONDS="30",
             ),
-            "bash", _owned_copy(replica, "replica-init.sh"), "true",
+            "bash", replica.owned_copy(OPS / "postgres" / "replica-init.sh"), "true",
         )
     )  # fmt: skip
 
@@ -159,11 +140,11 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                     primary, PGHOST=str(primary.root), PGPORT=str(primary.port),
                     REPLICATION_USER=REPLICATION_USER, REPLICATION_PASSWORD=REPLICATION_PASSWORD,
                 ),
-                "bash", _owned_copy(primary, "init-replication-user.sh"),
+                "bash", primary.owned_copy(OPS / "postgres" / "init-replication-user.sh"),
             )
         )  # fmt: skip
         primary.stop()
-        primary.server_options = _configured(primary)
+        primary.server_options = primary.deployment_options()
         primary.start()
         password_dsn = primary.dsn(password=SUPERUSER_PASSWORD)
         _query(password_dsn, f"CREATE DATABASE {APP_DB}")
@@ -178,7 +159,7 @@ def pair(settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         )  # fmt: skip
 
         replica = PrivatePostgres()
-        replica.server_options = _configured(replica)
+        replica.server_options = replica.deployment_options()
         _replica_init(replica, primary, slot="node2")
         replica.start()
         yield Pair(primary, replica, env, workdir)
