@@ -9,10 +9,15 @@ the limiter says room returns.
 
 The choice is a heap of a campaign's accounts by capacity left, per round: O(log accounts)
 per recipient, not a scan of every account for every recipient (1,200 accounts). A round
-uses only as many of them as give each at least MIN_RUN of its recipients (the ones with
-the most capacity left; the others get the next passes' turns, having more left then): a
-send task then carries several recipients over one SMTP session instead of one each,
-which is what throughput with a pool of a thousand accounts needs.
+uses only as many of them as give each a run of its recipients (the ones with the most
+capacity left; the others get the next passes' turns, having more left then): a send task
+then carries many recipients over one SMTP session instead of one each, which is what
+throughput with a pool of a thousand accounts needs (bench/send.py, 1,200 accounts: 567
+msgs/s with runs of 5, 1,900 with runs of 50). A run is the campaign's recipients in the
+round over ROUND_ACCOUNTS, at least MIN_RUN and at most SEND_GROUP_SIZE (one send task),
+and never more than the account's own windows let it send within the horizon: a paced
+account (6 a minute) is counted for what it can take, so a round uses enough of them
+instead of offering each rows the limiter would refuse.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import heapq
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,8 +45,11 @@ from app.settings import Settings
 from rotator.limiter import Decision, Limiter, Scope, Window
 from rotator.selection import Candidate
 
-# A round gives each account it uses at least this many of a campaign's recipients.
+# A round gives each account it uses at least this many of a campaign's recipients ...
 MIN_RUN = 5
+# ... and, with more of them, spreads them over about this many accounts (runs grow up
+# to a send task's SEND_GROUP_SIZE).
+ROUND_ACCOUNTS = 10
 
 
 @dataclass
@@ -162,7 +171,13 @@ def assign(
             dealer = dealers.get(item.campaign_id)
             if dealer is None:
                 dealer = dealers[item.campaign_id] = _Dealer(
-                    item.candidates, pool, cursor, per_campaign[item.campaign_id]
+                    item.candidates,
+                    pool,
+                    cursor,
+                    _run(per_campaign[item.campaign_id], settings),
+                    lambda account_id: windows_of.run_cap(
+                        pool.accounts[account_id], settings.dispatch_horizon_seconds
+                    ),
                 )
             account = dealer.deal(item)
             if account is _LATER:
@@ -268,7 +283,15 @@ class _Dealer:
     by a turn that starts at the cursor). Capacity is shared with other campaigns' dealers,
     so an entry is checked when it comes up and put back with its true capacity if stale."""
 
-    def __init__(self, candidates: list[Candidate], pool: Pool, cursor: int, rows: int) -> None:
+    def __init__(
+        self,
+        candidates: list[Candidate],
+        pool: Pool,
+        cursor: int,
+        run: tuple[int, int],
+        run_cap: Callable[[int], int | None],
+    ) -> None:
+        """`run`: (the campaign's recipients in the round, the run each account takes)."""
         self.pool = pool
         ids = sorted(c.account_id for c in candidates)
         offset = cursor % len(ids) if ids else 0
@@ -278,9 +301,7 @@ class _Dealer:
         self.blocked: dict[int, float] = {}
         for position, account_id in enumerate(ids):
             self._place(account_id, (position - offset) % len(ids))
-        used = max(1, -(-rows // MIN_RUN))
-        if len(self.heap) > used:
-            self.heap = heapq.nsmallest(used, self.heap)  # sorted: still a heap
+        self.heap = _enough_for(sorted(self.heap), *run, run_cap)  # sorted: still a heap
 
     def deal(self, item: Due) -> Account | None:
         """The best account this recipient has not tried yet; _LATER when the only ones
@@ -321,6 +342,28 @@ class _Dealer:
             self.exhausted.add(account_id)
 
 
+def _run(rows: int, settings: Settings) -> tuple[int, int]:
+    """A campaign's `rows` in a round and the run each account it uses takes."""
+    return rows, max(MIN_RUN, min(-(-rows // ROUND_ACCOUNTS), settings.send_group_size))
+
+
+def _enough_for(
+    best_first: list[tuple[int, int, int]],
+    rows: int,
+    run: int,
+    run_cap: Callable[[int], int | None],
+) -> list[tuple[int, int, int]]:
+    """The first accounts whose runs cover `rows`, each run cut to what the account can
+    send within the horizon (at least one)."""
+    covered = 0
+    for used, (_, _, account_id) in enumerate(best_first):
+        if covered >= rows:
+            return best_first[:used]
+        cap = run_cap(account_id)
+        covered += run if cap is None else max(1, min(run, cap))
+    return best_first
+
+
 class _WindowCache:
     """Each account's windows and each client's recipient-domain windows, built once a
     pass rather than once per recipient."""
@@ -341,6 +384,15 @@ class _WindowCache:
         if by_domain is None:
             by_domain = self.domains[key] = self.table.recipient_domain_windows(*key)
         return own + by_domain + self.table.campaign_windows(campaign_id, daily_cap)
+
+    def run_cap(self, account: Account, horizon: float) -> int | None:
+        """The most sends the account's own windows (its limits and its pace) allow within
+        `horizon` seconds from now; None when it has none."""
+        own = self.accounts.get(account.id)
+        if own is None:
+            own = self.accounts[account.id] = self.table.account_windows(account)
+        caps = [w.limit * (1 + int(horizon // w.seconds)) for w in own if w.scope is Scope.ACCOUNT]
+        return min(caps) if caps else None
 
 
 def _frees_at(account_id: int, pool: Pool, limiter: Limiter, settings: Settings) -> float:
