@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 
@@ -159,3 +159,42 @@ def test_an_insert_into_a_campaign_being_deleted_waits_and_is_refused(app, paren
         inserter.join(10)
         assert [type(e) for e in errors] == [IntegrityError]
         assert _count("SELECT count(*) FROM recipients") == 0
+
+
+def _blocked_by_a_parent_lock(update: str, parent: str, parent_id: int, **params: Any) -> bool:
+    """Whether `update` of recipients waits while another transaction holds `parent`'s row
+    FOR UPDATE (what a delete of it holds): lock_timeout turns a wait into an error."""
+    locker = db.engine.connect()
+    locker.begin()
+    locker.execute(text(f"SELECT 1 FROM {parent} WHERE id = :id FOR UPDATE"), {"id": parent_id})
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '1s'"))
+            conn.execute(text(update), params)
+        return False
+    except OperationalError as error:
+        assert getattr(error.orig, "pgcode", None) == "55P03"  # lock_not_available
+        return True
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def test_an_update_that_keeps_its_references_locks_no_parent(app, factory, parents):
+    campaign, account = parents
+    other = factory.create_account(client_id=factory.create_campaign().client_id).id
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text(INSERT), {"campaign": campaign, "account": account, "n": 4})
+        # The send path's status changes: neither parent is locked or read.
+        assert not _blocked_by_a_parent_lock(
+            "UPDATE recipients SET status = 'sent'", "campaigns", campaign
+        )
+        assert not _blocked_by_a_parent_lock(
+            "UPDATE recipients SET status = 'queued'", "accounts", account
+        )
+        # A new account is checked, and waits for the one being deleted, as a key would.
+        assert _blocked_by_a_parent_lock(
+            "UPDATE recipients SET account_id = :a WHERE id % 2 = 0", "accounts", other, a=other
+        )
+        assert _count("SELECT count(*) FROM recipients WHERE status = 'queued'") == 4

@@ -14,11 +14,14 @@ The same rules hold here, asked once per statement from its transition table (sh
 the recipient_counts triggers, so nothing more is captured):
 
 - recipients_parents_insert / _update: the distinct campaign_id and non-NULL account_id of
-  the new rows are locked FOR KEY SHARE, as the foreign key would lock them, then looked up
-  afresh (plpgsql takes a new snapshot per statement); one missing raises SQLSTATE 23503
-  (foreign_key_violation) naming the old constraint, so callers see the same IntegrityError.
-  A parent deleted by a transaction that committed meanwhile is skipped by the lock and
-  then missing; one being deleted makes the lock wait for that transaction's end.
+  the new rows (of an UPDATE: only the values its old rows did not already hold, so the
+  send path's status changes lock and read no parent, as a foreign key skips an update
+  that leaves its key alone) are locked FOR KEY SHARE, as the foreign key would lock them,
+  then looked up afresh (plpgsql takes a new snapshot per statement); one missing raises
+  SQLSTATE 23503 (foreign_key_violation) naming the old constraint, so callers see the same
+  IntegrityError. A parent deleted by a transaction that committed meanwhile is skipped by
+  the lock and then missing; one being deleted makes the lock wait for that transaction's
+  end.
 - campaigns_recipients_cascade: deleting campaigns deletes their recipients (ON DELETE
   CASCADE); accounts_recipients_set_null: deleting accounts clears recipients' account_id
   (ON DELETE SET NULL). A delete waits for the KEY SHARE lock of an insert still open and
@@ -37,11 +40,25 @@ depends_on = None
 
 # One pass over the transition table gives both keys' distinct values (a hash aggregate to
 # a few pairs); each parent table is then locked and read once per distinct key.
-_DISTINCT = """
+_INSERTED = """
     SELECT array_agg(DISTINCT p.campaign_id),
            array_agg(DISTINCT p.account_id) FILTER (WHERE p.account_id IS NOT NULL)
     INTO campaign_ids, account_ids
     FROM (SELECT campaign_id, account_id FROM new_rows GROUP BY 1, 2) p;
+"""
+# Of an UPDATE, only the values it brings in: a parent its old rows already referenced
+# existed, and a delete of it waits on these rows' locks, then sees what this commits.
+_UPDATED = """
+    SELECT array_agg(p.id) FILTER (WHERE p.parent = 'c'),
+           array_agg(p.id) FILTER (WHERE p.parent = 'a')
+    INTO campaign_ids, account_ids
+    FROM (
+        (SELECT 'c' AS parent, campaign_id AS id FROM new_rows
+         EXCEPT SELECT 'c', campaign_id FROM old_rows)
+        UNION ALL
+        (SELECT 'a', account_id FROM new_rows WHERE account_id IS NOT NULL
+         EXCEPT SELECT 'a', account_id FROM old_rows)
+    ) p;
 """
 _MISSING = """
     PERFORM 1 FROM {parent} WHERE id = ANY({ids}) ORDER BY id FOR KEY SHARE;
@@ -60,18 +77,22 @@ _KEYS = (
     ('campaign_id', 'campaigns', 'fk_recipients_campaign_id_campaigns', 'CASCADE'),
     ('account_id', 'accounts', 'fk_recipients_account_id_accounts', 'SET NULL'),
 )
-_CHECK = (
-    "CREATE FUNCTION recipients_parents_check() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-    "DECLARE campaign_ids integer[]; account_ids integer[]; missing bigint;\nBEGIN\n"
-    + _DISTINCT
-    + "".join(
-        _MISSING.format(
-            column=column, parent=parent, constraint=constraint, ids=f"{parent[:-1]}_ids"
-        )
-        for column, parent, constraint, _ in _KEYS
+_CHECKS = "".join(
+    _MISSING.format(
+        column=column, parent=parent, constraint=constraint, ids=f"{parent[:-1]}_ids"
     )
-    + "RETURN NULL;\nEND\n$$"
+    for column, parent, constraint, _ in _KEYS
 )
+# trigger -> (its function, the transition tables it reads, how it finds the keys to check)
+_PARENT_CHECKS = {
+    'recipients_parents_insert': (
+        'recipients_parents_inserted', 'INSERT', 'NEW TABLE AS new_rows', _INSERTED,
+    ),
+    'recipients_parents_update': (
+        'recipients_parents_updated', 'UPDATE', 'OLD TABLE AS old_rows NEW TABLE AS new_rows',
+        _UPDATED,
+    ),
+}
 _ON_PARENT_DELETE = {
     'campaigns_recipients_cascade': (
         'campaigns',
@@ -85,12 +106,15 @@ _ON_PARENT_DELETE = {
 
 
 def upgrade() -> None:
-    op.execute(_CHECK)
-    for event in ('insert', 'update'):
+    for trigger, (function, event, referencing, keys) in _PARENT_CHECKS.items():
         op.execute(
-            f"CREATE TRIGGER recipients_parents_{event} AFTER {event.upper()} ON recipients "
-            "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
-            "EXECUTE FUNCTION recipients_parents_check()"
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "DECLARE campaign_ids integer[]; account_ids integer[]; missing bigint;\n"
+            f"BEGIN\n{keys}{_CHECKS}RETURN NULL;\nEND\n$$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {trigger} AFTER {event} ON recipients REFERENCING {referencing} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
         )
     for name, (parent, action) in _ON_PARENT_DELETE.items():
         op.execute(
@@ -114,6 +138,6 @@ def downgrade() -> None:
     for name, (parent, _) in _ON_PARENT_DELETE.items():
         op.execute(f"DROP TRIGGER {name} ON {parent}")
         op.execute(f"DROP FUNCTION {name}()")
-    for event in ('insert', 'update'):
-        op.execute(f"DROP TRIGGER recipients_parents_{event} ON recipients")
-    op.execute("DROP FUNCTION recipients_parents_check()")
+    for trigger, (function, *_) in _PARENT_CHECKS.items():
+        op.execute(f"DROP TRIGGER {trigger} ON recipients")
+        op.execute(f"DROP FUNCTION {function}()")
