@@ -174,7 +174,8 @@ def assign(
                     item.candidates,
                     pool,
                     cursor,
-                    _run(per_campaign[item.campaign_id], settings),
+                    per_campaign[item.campaign_id],
+                    run_length(per_campaign[item.campaign_id], settings),
                     lambda account_id: windows_of.run_cap(
                         pool.accounts[account_id], settings.dispatch_horizon_seconds
                     ),
@@ -288,10 +289,12 @@ class _Dealer:
         candidates: list[Candidate],
         pool: Pool,
         cursor: int,
-        run: tuple[int, int],
+        rows: int,
+        run: int,
         run_cap: Callable[[int], int | None],
     ) -> None:
-        """`run`: (the campaign's recipients in the round, the run each account takes)."""
+        """`rows`: the campaign's recipients in the round; `run`: how many of them each
+        account takes at most (less when `run_cap` says so)."""
         self.pool = pool
         ids = sorted(c.account_id for c in candidates)
         offset = cursor % len(ids) if ids else 0
@@ -301,7 +304,7 @@ class _Dealer:
         self.blocked: dict[int, float] = {}
         for position, account_id in enumerate(ids):
             self._place(account_id, (position - offset) % len(ids))
-        self.heap = _enough_for(sorted(self.heap), *run, run_cap)  # sorted: still a heap
+        self.heap = _enough_for(sorted(self.heap), rows, run, run_cap)  # sorted: still a heap
 
     def deal(self, item: Due) -> Account | None:
         """The best account this recipient has not tried yet; _LATER when the only ones
@@ -342,9 +345,9 @@ class _Dealer:
             self.exhausted.add(account_id)
 
 
-def _run(rows: int, settings: Settings) -> tuple[int, int]:
-    """A campaign's `rows` in a round and the run each account it uses takes."""
-    return rows, max(MIN_RUN, min(-(-rows // ROUND_ACCOUNTS), settings.send_group_size))
+def run_length(rows: int, settings: Settings) -> int:
+    """How many of a campaign's `rows` in a round each account it uses takes."""
+    return max(MIN_RUN, min(-(-rows // ROUND_ACCOUNTS), settings.send_group_size))
 
 
 def _enough_for(
@@ -376,22 +379,27 @@ class _WindowCache:
     def __call__(
         self, account: Account, domain: str, campaign_id: int, daily_cap: int | None
     ) -> list[Window]:
-        own = self.accounts.get(account.id)
-        if own is None:
-            own = self.accounts[account.id] = self.table.account_windows(account)
+        own = self.own(account)
         key = (account.client_id, domain)
         by_domain = self.domains.get(key)
         if by_domain is None:
             by_domain = self.domains[key] = self.table.recipient_domain_windows(*key)
         return own + by_domain + self.table.campaign_windows(campaign_id, daily_cap)
 
+    def own(self, account: Account) -> list[Window]:
+        windows = self.accounts.get(account.id)
+        if windows is None:
+            windows = self.accounts[account.id] = self.table.account_windows(account)
+        return windows
+
     def run_cap(self, account: Account, horizon: float) -> int | None:
         """The most sends the account's own windows (its limits and its pace) allow within
         `horizon` seconds from now; None when it has none."""
-        own = self.accounts.get(account.id)
-        if own is None:
-            own = self.accounts[account.id] = self.table.account_windows(account)
-        caps = [w.limit * (1 + int(horizon // w.seconds)) for w in own if w.scope is Scope.ACCOUNT]
+        caps = [
+            w.limit * (1 + int(horizon // w.seconds))
+            for w in self.own(account)
+            if w.scope is Scope.ACCOUNT
+        ]
         return min(caps) if caps else None
 
 
