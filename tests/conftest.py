@@ -8,6 +8,7 @@ the send pipeline's tests need real commits seen by other connections and other 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -113,16 +114,35 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         from app.extensions import db
 
         db.session.remove()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-            # Migration 0003 made the default client (id 1); tests start with it alone.
-            conn.exec_driver_sql(
-                "INSERT INTO clients (name) VALUES (%s)",
-                (app.extensions["settings"].default_client_name,),
-            )
+        _truncate(db.engine, tables, app.extensions["settings"].default_client_name)
     yield
     with app.app_context():
         db.session.remove()
+
+
+def _truncate(engine: Any, tables: list[str], default_client_name: str) -> None:
+    """Empty tables, and the default client (id 1, made by migration 0003) alone again.
+
+    A backend whose client the previous test killed (a worker stopped with SIGKILL) goes on
+    with its statement until it ends; one that then wants a table the TRUNCATE already
+    holds deadlocks with it, and PostgreSQL cancels the TRUNCATE. Once that statement has
+    ended its backend is gone, so the TRUNCATE is tried again."""
+    from psycopg2.errors import DeadlockDetected, LockNotAvailable
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+                conn.exec_driver_sql(
+                    "INSERT INTO clients (name) VALUES (%s)", (default_client_name,)
+                )
+            return
+        except OperationalError as error:
+            if attempt == 4 or not isinstance(error.orig, DeadlockDetected | LockNotAvailable):
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
