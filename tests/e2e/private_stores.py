@@ -114,8 +114,9 @@ def _postgres_bindir() -> Path:
 
 
 class PrivatePostgres:
-    """A cluster made with initdb (trust auth, fsync off) in a temp dir. initdb and the
-    server refuse to run as root, so as root the cluster belongs to the `postgres` user."""
+    """A cluster made with initdb (trust auth, fsync off unless durable) in a temp dir.
+    initdb and the server refuse to run as root, so as root the cluster belongs to the
+    `postgres` user."""
 
     def __init__(self, server_options: str = "", *, durable: bool = False) -> None:
         """`server_options`: more `-c name=value` for the server (after the defaults, so
