@@ -11,10 +11,7 @@ Targets (issue 15, section 5) for 1,000,000 rows on the 2-core dev machine: at m
 at least 0.1 of the bare COPY's rate measured in the same run, peak RSS under 300 MB. The
 machine is shared, so the ratio (same run) is the figure to compare between runs.
 
-`--warm` times the import on a server that has already run one (see warm_up): a new
-cluster's first import also pays for creating its WAL segments.
-
-Usage: .venv/bin/python bench/import.py [--rows 1000000] [--warm]
+Usage: .venv/bin/python bench/import.py [--rows 1000000]
 Needs PostgreSQL on 127.0.0.1 (user postgres, trust).
 """
 
@@ -152,11 +149,6 @@ def bare_copy(database_url: str, path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument(
-        "--warm",
-        action="store_true",
-        help="run one untimed import of the file first (then TRUNCATE recipients, CHECKPOINT)",
-    )
     args = parser.parse_args()
 
     name = f"sendfleet_bench_{os.getpid()}"
@@ -173,12 +165,19 @@ def main() -> None:
         admin(f'CREATE DATABASE "{name}"')
         try:
             campaign_id = prepare(database_url)
-            if args.warm:
-                warm_up(database_url, path)
             copy_seconds = bare_copy(database_url, path)
             started = time.perf_counter()
-            result = run_child(database_url, campaign_id, path)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", database_url, str(campaign_id), str(path)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             wall = time.perf_counter() - started
+            if out.returncode != 0:
+                sys.exit(f"import failed:\n{out.stderr}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
             children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             report(args.rows, size, expected, result, copy_seconds, wall, children_peak)
         finally:
@@ -187,43 +186,6 @@ def main() -> None:
                 f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
             )
             admin(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-def run_child(database_url: str, campaign_id: int, path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", database_url, str(campaign_id), str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        sys.exit(f"import failed:\n{out.stderr}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
-def warm_up(database_url: str, path: Path) -> None:
-    """A server that has run a while: one import of the file into another campaign, then
-    its rows removed and a checkpoint, so the timed import reuses WAL segments (a new
-    cluster creates and zero-fills every one, ~500 MB per million rows) and shared buffers
-    the kernel has already mapped. About 2 s of backend CPU per million rows."""
-    conn = psycopg2.connect(database_url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO campaigns (client_id, name, subject, body_text) "
-                "SELECT min(id), 'warm-up', 'Hi', 'Hi' FROM clients RETURNING id"
-            )
-            (warm_campaign,) = cur.fetchone()  # type: ignore[misc]
-            run_child(database_url, warm_campaign, path)
-            cur.execute("TRUNCATE recipients, events")
-            cur.execute("DELETE FROM campaigns WHERE id = %s", (warm_campaign,))
-            cur.execute("CHECKPOINT")
-    finally:
-        conn.close()
-    print("server warmed: one untimed import of the file, then TRUNCATE and CHECKPOINT")
 
 
 def prepare(database_url: str) -> int:
