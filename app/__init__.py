@@ -63,12 +63,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": settings.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "pool_pre_ping": True,
-            # UTF-8 whatever the server's default: an import's COPY data is UTF-8 bytes.
-            "connect_args": {
-                "connect_timeout": 3,
-                "application_name": "sendfleet",
-                "client_encoding": "utf8",
-            },
+            "connect_args": {"connect_timeout": 3, "application_name": "sendfleet"},
         },
         # A multipart upload: the CSV (spooled to disk by Werkzeug, read by the importer up
         # to IMPORT_MAX_BYTES) plus its form fields and part headers. JSON bodies have

@@ -4,7 +4,6 @@ ON CONFLICT fallback for a row that a writer bypassing that lock added meanwhile
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from app.db import unit_of_work
 from app.extensions import db
 from app.models import Event, Recipient
 from app.services import imports
+from app.services.staging import Staging
 from app.settings import Settings
 
 DATA = b"email,n\nann@example.com,1\nbob@example.com,2\nann@example.com,3\ncid@example.com,4\n"
@@ -52,25 +52,24 @@ def test_a_row_added_behind_the_lock_is_counted_as_duplicate_and_left_unchanged(
     attempts: list[str] = []
 
     def bypassing_writer(
-        session: Session, campaign_id: int, statement: Callable[..., str], params: Any
+        session: Session, campaign_id: int, staging: Staging, fields_sql: str
     ) -> int:
-        # Before the first chunk's insert: what a writer that ignores the campaign lock
-        # could do. The plain INSERT then meets a unique violation.
-        if not attempts:
-            session.execute(
-                text(
-                    "INSERT INTO recipients (campaign_id, email, domain, fields, status) "
-                    "VALUES (:c, 'bob@example.com', 'example.com', '{\"n\": \"other\"}', 'sent')"
-                ),
-                {"c": campaign_id},
-            )
+        # Between the rejections and the insert: what a writer that ignores the campaign
+        # lock could do. The plain INSERT then meets a unique violation.
+        session.execute(
+            text(
+                "INSERT INTO recipients (campaign_id, email, domain, fields, status) "
+                "VALUES (:c, 'bob@example.com', 'example.com', '{\"n\": \"other\"}', 'sent')"
+            ),
+            {"c": campaign_id},
+        )
         attempts.append("called")
-        return insert(session, campaign_id, statement, params)
+        return insert(session, campaign_id, staging, fields_sql)
 
     monkeypatch.setattr(imports, "_insert_recipients", bypassing_writer)
     with unit_of_work() as session:
         report = imports.import_csv(session, campaign.id, io.BytesIO(DATA), settings)
-    assert attempts == ["called", "called"]  # the file's one chunk, then its repeats
+    assert attempts == ["called"]
     assert report.imported == 2
     assert report.rejected == {"invalid": 0, "duplicate": 2, "suppressed": 0}
     assert [(e.row, e.reason) for e in report.errors] == [(4, "duplicate of row 2")]
@@ -94,16 +93,9 @@ def test_other_integrity_errors_are_not_taken_for_conflicts(
     campaign = factory.create_campaign()
     insert = imports._insert_recipients
 
-    def bad_fields(
-        session: Session, campaign_id: int, statement: Callable[..., str], params: Any
-    ) -> int:
+    def bad_fields(session: Session, campaign_id: int, staging: Staging, fields_sql: str) -> int:
         # NULL fields violate NOT NULL: not a conflict, so the import must fail whole.
-        def with_null_fields(*, on_conflict: bool) -> str:
-            sql = statement(on_conflict=on_conflict)
-            assert "s.domain, s.fields, 'pending'" in sql
-            return sql.replace("s.domain, s.fields, 'pending'", "s.domain, NULL::jsonb, 'pending'")
-
-        return insert(session, campaign_id, with_null_fields, params)
+        return insert(session, campaign_id, staging, "NULL::jsonb")
 
     monkeypatch.setattr(imports, "_insert_recipients", bad_fields)
     with pytest.raises(IntegrityError), unit_of_work() as session:

@@ -8,13 +8,11 @@ from __future__ import annotations
 import io
 import random
 
-import pytest
 from sqlalchemy import select
 
 from app.db import unit_of_work
 from app.extensions import db
 from app.models import Recipient
-from app.services import import_feed
 from app.services.imports import import_csv
 
 INVALID = ["no-at-sign.example", "two@@at.example", "trailing.@dot.example", "x@exa_mple.com"]
@@ -58,14 +56,7 @@ def _reference(
     return imported, counts, errors[:error_limit]
 
 
-@pytest.mark.parametrize("rows_per_chunk", [None, 1, 7, 333])
-def test_ids_follow_file_order_and_counts_follow_precedence(
-    factory, settings, monkeypatch, rows_per_chunk
-):
-    # The whole file in one chunk, then in many: a chunk of one row, chunks that share
-    # staging pages, chunks across page boundaries.
-    if rows_per_chunk is not None:
-        monkeypatch.setattr(import_feed, "ROWS_PER_CHUNK", rows_per_chunk)
+def test_ids_follow_file_order_and_counts_follow_precedence(factory, settings):
     rng = random.Random(15)
     other_client = factory.create_client(name="other")
     campaign = factory.create_campaign()

@@ -1,6 +1,6 @@
 """Step 2 of an import (app.services.imports): the input streamed once, each valid row as a
 COPY text line for the staging table, each invalid one counted with its reason. Nothing
-about a row outlives it but its address's 64-bit hash (`Repeats`)."""
+about a row outlives it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
 from typing import Any, Final
 
 from app.errors import InvalidInput, PayloadTooLarge
@@ -19,8 +18,7 @@ from app.services.csv_reader import CsvSource
 
 ERROR_EMAIL_CHARS: Final = 320
 _NULL: Final = "\\N"
-# Whitespace trimmed from CSV cells.
-TRIM: Final = " \t\r\n\u00a0"
+_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -29,35 +27,6 @@ class RowError:
     row: int
     email: str | None
     reason: str
-
-
-class Repeats:
-    """Which addresses the input has given before, remembered by hash: a row whose address
-    hashes like an earlier one's is staged as a `repeat`, and the database settles after
-    the last chunk whether it really is a duplicate (which row first) or a collision.
-
-    This is what lets an import insert its rows chunk by chunk while the file is still
-    being read: a row not flagged cannot be a later occurrence of any earlier row, since
-    equal addresses hash alike. A million addresses cost about 64 MB here (a set of ints)
-    and any collision among them has odds of about 1 in 37 million."""
-
-    def __init__(self) -> None:
-        self._seen: set[int] = set()
-        self.flagged = 0
-
-    def flag(self, email: str) -> str:
-        """'t' (COPY's true) when an earlier row hashed alike, else 'f'."""
-        key = address_key(email)
-        if key in self._seen:
-            self.flagged += 1
-            return "t"
-        self._seen.add(key)
-        return "f"
-
-
-# Python's str hash (64 bits, salted per process); a module attribute so that a test can
-# force collisions.
-address_key = hash
 
 
 @dataclass
@@ -79,20 +48,11 @@ def csv_copy_lines(
     validator: AddressValidator,
     tally: Tally,
     max_rows: int,
-    repeats: Repeats,
 ) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, repeat, address columns, then the other
-    cells as a JSON object, each trimmed (TRIM) under its column's field name.
-
-    JSON is built here, on the reading thread, with the C string encoder (about 1 us a
-    row): the database's own share of an import is the larger, so it gets only what it
-    must do."""
+    """COPY text lines for the valid rows: row_no, address columns, then every cell."""
     width = len(header.names)
     email_index = header.email_index
-    encode = encode_basestring
-    keys = [(i, encode(name) + ":") for i, name in enumerate(header.names) if i != email_index]
     check = validator.check
-    flag = repeats.flag
     rows = 0
     try:
         for row_no, cells in source.rows():
@@ -122,14 +82,19 @@ def csv_copy_lines(
             if isinstance(address, str):
                 tally.reject(row_no, raw, address)
                 continue
-            document = "{" + ",".join([key + encode(cells[i].strip(TRIM)) for i, key in keys]) + "}"
-            if "\\" in document:  # COPY's escape character, from JSON escapes
-                document = document.replace("\\", "\\\\")
+            joined = "\t".join(cells)
+            if (
+                joined.count("\t") != width - 1
+                or "\\" in joined
+                or "\n" in joined
+                or "\r" in joined
+            ):
+                joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
             email, domain, ascii_domain = address
             if domain == ascii_domain:
-                yield f"{row_no}\t{flag(email)}\t{email}\t{domain}\t\\N\t\\N\t{document}\n"
+                yield f"{row_no}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
             else:
-                yield f"{row_no}\t{flag(email)}\t{_address_columns(address)}\t{document}\n"
+                yield f"{row_no}\t{_address_columns(address)}\t{joined}\n"
     finally:
         tally.rows = rows
 
@@ -139,9 +104,9 @@ def json_copy_lines(
     validator: AddressValidator,
     tally: Tally,
     max_rows: int,
-    repeats: Repeats,
+    names: set[str],
 ) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, repeat, address columns, JSON fields."""
+    """COPY text lines for the valid rows: row_no, address columns, fields as JSON."""
     for row_no, row in enumerate(rows, 1):
         tally.rows += 1
         if tally.rows > max_rows:
@@ -149,6 +114,7 @@ def json_copy_lines(
                 f"more than {max_rows:,} recipients, the import limit", field="recipients"
             )
         raw, fields = _json_row(row_no, row)
+        names.update(fields)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             tally.reject(row_no, None, "no email address")
             continue
@@ -163,22 +129,7 @@ def json_copy_lines(
         kept = {k: "" if v is None else v for k, v in fields.items()}
         document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
         # json.dumps escapes every control character; only its backslashes need COPY escapes.
-        columns = _address_columns(address)
-        flagged = repeats.flag(address.email)
-        yield f"{row_no}\t{flagged}\t{columns}\t{document.replace(chr(92), chr(92) * 2)}\n"
-
-
-def json_names(rows: Iterable[object]) -> set[str]:
-    """The field names of a JSON list's rows (json_copy_lines rejects what is malformed)."""
-    names: set[str] = set()
-    for row in rows:
-        if isinstance(row, Mapping):
-            for key in row:
-                if isinstance(key, str) and key.strip():
-                    name = field_name(key, 0)
-                    if not is_email_header(name):
-                        names.add(name)
-    return names
+        yield f"{row_no}\t{_address_columns(address)}\t{document.replace(chr(92), chr(92) * 2)}\n"
 
 
 def _json_row(row_no: int, row: Mapping[str, Any]) -> tuple[object, dict[str, Any]]:

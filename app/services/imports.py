@@ -1,44 +1,40 @@
 """Recipient imports (CSV upload or JSON list) into a campaign: one transaction, all valid
 rows or none. The caller owns the transaction (app.db.unit_of_work); nothing here commits.
 
-How an import runs, and why this way (a 1,000,000-row file peaks at about 225 MB RSS,
-the app's own 130 MB included; see bench/import.py):
+How an import runs, and why this way (the importer's memory stays flat: a 1,000,000-row
+file peaks at ~130 MB RSS, no more than the app itself loaded; see bench/import.py):
 
-1. The campaign row is locked (FOR NO KEY UPDATE: recipients' parent checks still pass)
-   so two imports into one campaign, or an import and a cancel, take turns and the
-   report's figures stay exact.
-2. A reader thread streams the input once (import_feed, import_lines): decoding and CSV
-   parsing (csv_reader), address validation (addresses; per-domain cache), each row's
-   fields as JSON text. Invalid rows are counted there and the first `import_error_limit`
-   of them kept. A row whose address hashes like an earlier row's is flagged `repeat`
-   (import_lines.Repeats: 64-bit hashes, not addresses, about 76 MB per million).
-3. Chunks of valid rows (25,000) go through COPY into a temporary staging table, while
-   the reader parses the next: Python's 3-5 s per million rows run beside the backend's
-   work instead of before it.
-4. Per chunk, one statement (import_sql) records the rejected rows in a temporary table,
-   each with its first reason by precedence (already in the campaign, checked only when
-   the campaign had recipients before; suppressed addresses and domains), and adds the
-   rest as `pending`, in file order. A row not flagged is no later occurrence of any
-   address of the file, so nothing but those two reasons can reject it. Under the
-   campaign lock nothing can conflict; if something did, the savepoint is rolled back and
-   `ON CONFLICT DO NOTHING` inserts the chunk, the clash counted as a duplicate
-   (_insert_recipients).
-5. After the last chunk the repeats are settled exactly, in one statement of the same
-   form: a later occurrence of an address is a duplicate of its first row; a row that
-   only hashed alike (about never) is checked and inserted like any other, after the
-   chunks' rows. The inserts are most of an import's time and its floor
-   (bench/import_floor.py: per million rows about 6 s of backend CPU on the 2-core dev
-   machine, over 10 times a bare COPY of the file): each row costs a heap insert and WAL
-   (~500 MB per million rows) and three index insertions (the primary key,
-   ix_recipients_due, uq_recipients_campaign_email 2-4 s; pending rows stay out of
-   ix_recipients_campaign_status, migration 0015); the statements' triggers read their
-   transition tables once each (recipient_counts; the campaign and account references,
-   checked per statement since migration 0016, not per row as a foreign key would at
-   3-5 s). Inserting sorted by email (ids still in file order) costs more than it saves:
-   the primary key and ix_recipients_due then take their keys in random order.
-6. Counts and the first errors come from the rejected table; the campaign's field_names
-   become the sorted union with this import's, and one `imported` event records the
-   counts (never an address).
+1. The campaign row is locked (FOR NO KEY UPDATE: recipients' foreign-key checks
+   still pass) so two imports into one campaign, or an import and a cancel, take
+   turns and the report's figures stay exact.
+2. Python streams the input once (import_lines): decoding and CSV parsing (csv_reader), address
+   validation (addresses; per-domain cache). Invalid rows are counted here and the
+   first `import_error_limit` of them kept; nothing else about a row outlives it.
+3. Valid rows stream through COPY into a temporary staging table with their row
+   number; CSV cells go in as text columns and PostgreSQL builds the JSONB fields,
+   which is cheaper than json.dumps per row, in a generated column: the backend builds
+   them while it waits for Python's next batch of lines, not in step 5.
+4. PostgreSQL finds the rest, so Python never holds a set of a million addresses:
+   one statement yields the small table of rejected rows, one branch per reason
+   (later occurrences of an address in the file, from one hash aggregate over the
+   staging table; addresses already in the campaign; suppressed addresses and domains),
+   each row keeping its first reason by precedence. Counts and the first errors come
+   from that table.
+5. One plain `INSERT ... SELECT` (in a savepoint) adds the rest as `pending`, in file
+   order. Under the campaign lock nothing can conflict; if something did, the
+   savepoint is rolled back and `ON CONFLICT DO NOTHING` inserts the rest, the clash
+   counted as a duplicate (_insert_recipients). This statement is most of an import's
+   time and its floor (bench/import_floor.py: per million rows about 6 s of backend CPU
+   on the 2-core dev machine, over 10 times a bare COPY of the file): each row costs a
+   heap insert and WAL (~500 MB per million rows) and three index insertions (the
+   primary key, ix_recipients_due, uq_recipients_campaign_email 2-4 s; pending rows stay
+   out of ix_recipients_campaign_status, migration 0015); the statement's triggers read
+   its transition table once each (recipient_counts; the campaign and account
+   references, checked per statement since migration 0016, not per row as a foreign key
+   would at 3-5 s). Inserting sorted by email (ids still in file order) costs more than
+   it saves: the primary key and ix_recipients_due then take their keys in random order.
+6. The campaign's field_names become the sorted union with this import's, and one
+   `imported` event records the counts (never an address).
 
 Precedence when a row has several problems: invalid, then duplicate (in the file,
 then already in the campaign), then suppressed. Every non-blank data row ends up in
@@ -48,9 +44,8 @@ exactly one of imported / invalid / duplicate / suppressed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, BinaryIO, Final
 
 from sqlalchemy import insert, select, text
@@ -62,7 +57,6 @@ from app.models import Campaign, CampaignStatus, Event, EventType
 from app.services.addresses import AddressValidator
 from app.services.clients import clients_of_campaigns
 from app.services.csv_reader import CsvSource
-from app.services.import_feed import ChunkFeed
 from app.services.import_fields import (
     FieldsSql,
     blank_counts,
@@ -70,25 +64,29 @@ from app.services.import_fields import (
     json_fields,
     sample_rows,
 )
-from app.services.import_lines import (
-    Repeats,
-    RowError,
-    Tally,
-    csv_copy_lines,
-    json_copy_lines,
-    json_names,
-)
-from app.services.import_sql import chunk_statement, repeats_statement
+from app.services.import_lines import RowError, Tally, csv_copy_lines, json_copy_lines
 from app.services.staging import Staging
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
-# Settling the repeats' hash join and sort in memory rather than on disk; LOCAL, so only
+# Sorting a million staged addresses in memory rather than on disk; LOCAL, so only
 # for this transaction.
 WORK_MEM: Final = "128MB"
 UNIQUE_VIOLATION: Final = "23505"
+# The staged rows a suppression rejects: (kind, staged column, rank, reason).
+_SUPPRESSED: Final = "\n                UNION ALL\n                ".join(
+    f"SELECT s.row_no, s.email, {rank}, {reason} FROM {{stg}} s JOIN suppressions x "
+    f"ON x.kind = '{kind}' AND x.value = s.{column} "
+    "AND (x.client_id IS NULL OR x.client_id = :client_id)"
+    for kind, column, rank, reason in (
+        ("email", "email", 3, "'the address is suppressed'"),
+        ("email", "ascii_email", 3, "'the address is suppressed'"),
+        ("domain", "domain", 4, "'the domain ' || s.domain || ' is suppressed'"),
+        ("domain", "ascii_domain", 4, "'the domain ' || s.domain || ' is suppressed'"),
+    )
+)
 
 
 @dataclass
@@ -149,13 +147,11 @@ def import_csv(
     tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
     fields = csv_fields(header)
-    staging = Staging(session)
-    repeats = Repeats()
-    lines = csv_copy_lines(source, header, validator, tally, settings.import_max_rows, repeats)
-    empty = InvalidInput("the file has a header row but no data rows", field="file")
-    report = _import(
-        session, campaign_id, lines, staging, tally, repeats, fields, template_fields, empty
-    )
+    staging = Staging(session, text_columns=len(header.names), fields_stored=fields.stored)
+    staging.copy(csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
+    if tally.rows == 0:
+        raise InvalidInput("the file has a header row but no data rows", field="file")
+    report = _finish(session, campaign_id, staging, tally, fields, template_fields)
     log.info(
         "import.csv",
         extra={
@@ -191,16 +187,12 @@ def import_rows(
     _lock_campaign(session, campaign_id)
     tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
-    rows = rows if isinstance(rows, Sequence) else list(rows)
-    # Every chunk's rows get every name of the list, so the names come first.
-    fields = json_fields(json_names(rows))
-    staging = Staging(session)
-    repeats = Repeats()
-    lines = json_copy_lines(rows, validator, tally, settings.import_max_rows, repeats)
-    empty = InvalidInput("no recipients given", field="recipients")
-    return _import(
-        session, campaign_id, lines, staging, tally, repeats, fields, template_fields, empty
-    )
+    names: set[str] = set()
+    staging = Staging(session, text_columns=0)
+    staging.copy(json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
+    if tally.rows == 0:
+        raise InvalidInput("no recipients given", field="recipients")
+    return _finish(session, campaign_id, staging, tally, json_fields(names), template_fields)
 
 
 def _lock_campaign(session: Session, campaign_id: int) -> None:
@@ -217,61 +209,55 @@ def _lock_campaign(session: Session, campaign_id: int) -> None:
         )
 
 
-def _import(
+def _finish(
     session: Session,
     campaign_id: int,
-    lines: Iterator[str],
     staging: Staging,
     tally: Tally,
-    repeats: Repeats,
     fields: FieldsSql,
     template_fields: Collection[str],
-    empty: InvalidInput,
 ) -> ImportReport:
-    """Steps 2-6 of the module docstring; `empty` is raised when the input has no rows."""
+    """Steps 4-6 of the module docstring, on the staged valid rows."""
+    fields_sql, field_names = fields.sql, fields.names
+    stg, rej = staging.table, staging.rejected
     execute = session.execute
+    execute(text(f"ANALYZE {stg}"))
     execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-    params: dict[str, Any] = {
-        "campaign_id": campaign_id,
-        "client_id": clients_of_campaigns(session, [campaign_id])[campaign_id],
-    }
-    in_campaign = execute(
-        text("SELECT EXISTS (SELECT 1 FROM recipients WHERE campaign_id = :campaign_id)"),
-        params,
-    ).scalar_one()
-    statement = partial(
-        chunk_statement, staging.table, staging.rejected, fields.sql, in_campaign=in_campaign
+    suppressed = _SUPPRESSED.format(stg=stg)
+    execute(
+        text(
+            f"""
+            CREATE TEMP TABLE {rej} ON COMMIT DROP AS
+            -- Each branch finds the rows one reason rejects; a row several reasons reject
+            -- keeps the first by precedence (rank). Inner joins: a branch whose other side
+            -- is empty (a new campaign, no suppressions) stops before reading the staging
+            -- table, and the addresses seen twice come from one hash aggregate instead of
+            -- a sort of the whole file.
+            WITH repeated AS (
+                SELECT email, min(row_no) AS first_row FROM {stg}
+                GROUP BY email HAVING count(*) > 1
+            ), found AS (
+                SELECT s.row_no, s.email, 1 AS rank, 'duplicate of row ' || f.first_row AS reason
+                FROM {stg} s JOIN repeated f ON f.email = s.email AND s.row_no <> f.first_row
+                UNION ALL
+                SELECT s.row_no, s.email, 2, 'already in this campaign'
+                FROM {stg} s JOIN recipients ex ON ex.campaign_id = :campaign_id
+                    AND ex.email = s.email
+                UNION ALL
+                -- Global rows and the campaign's client's own unsubscribes, each form of the
+                -- address its own equi-join (an OR would rule out the hash join).
+                {suppressed}
+            )
+            SELECT DISTINCT ON (row_no) row_no, email,
+                   CASE WHEN rank <= 2 THEN 'duplicate' ELSE 'suppressed' END AS kind, reason
+            FROM found ORDER BY row_no, rank
+            """
+        ),
+        {
+            "campaign_id": campaign_id,
+            "client_id": clients_of_campaigns(session, [campaign_id])[campaign_id],
+        },
     )
-    inserted = 0
-    with ChunkFeed(lines) as feed:
-        for chunk in feed:
-            from_tid = staging.copy(chunk.lines)
-            chunk_params = {**params, "from_tid": from_tid, "first_row": chunk.first_row}
-            inserted += _insert_recipients(session, campaign_id, statement, chunk_params)
-    if tally.rows == 0:
-        raise empty
-    if repeats.flagged:
-        inserted += _insert_recipients(
-            session,
-            campaign_id,
-            partial(repeats_statement, staging.table, staging.rejected, fields.sql),
-            params,
-        )
-    return _report(session, campaign_id, staging, tally, fields, template_fields, inserted)
-
-
-def _report(
-    session: Session,
-    campaign_id: int,
-    staging: Staging,
-    tally: Tally,
-    fields: FieldsSql,
-    template_fields: Collection[str],
-    inserted: int,
-) -> ImportReport:
-    """Step 6, and the report from the rejected table and the tally."""
-    execute = session.execute
-    rej = staging.rejected
     counts: dict[str, int] = {
         kind: n for kind, n in execute(text(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"))
     }
@@ -282,9 +268,10 @@ def _report(
             {"n": tally.error_limit},
         )
     ]
+    staged = staging.rows
+    inserted = _insert_recipients(session, campaign_id, staging, fields_sql)
     blank = blank_counts(session, staging, fields, template_fields, inserted)
     samples = sample_rows(session, staging, fields) if template_fields else []
-    staged = staging.rows
     staging.drop()
 
     duplicate = counts.get("duplicate", 0)
@@ -293,7 +280,6 @@ def _report(
     duplicate += staged - duplicate - suppressed - inserted
     rejected = {"invalid": tally.invalid, "duplicate": duplicate, "suppressed": suppressed}
 
-    field_names = fields.names
     execute(
         text(
             "UPDATE campaigns SET updated_at = now(), field_names = ARRAY("
@@ -315,27 +301,33 @@ def _report(
 
 
 def _insert_recipients(
-    session: Session,
-    campaign_id: int,
-    statement: Callable[..., str],
-    params: Mapping[str, Any],
+    session: Session, campaign_id: int, staging: Staging, fields_sql: str
 ) -> int:
-    """Step 5 for one batch: its rejected rows recorded, the others added as pending.
+    """Step 5: the staged rows not rejected, as pending recipients in file order.
 
     A plain INSERT first: ON CONFLICT's speculative insertion is a fifth of the
     statement's cost (2.5 of 12 s CPU per million rows). Under the campaign lock nothing
     conflicts; if something did (a writer that bypassed the lock), the savepoint is
-    rolled back and the batch goes in with ON CONFLICT DO NOTHING, the clash counted as
-    a duplicate by the caller."""
+    rolled back and the rows go in with ON CONFLICT DO NOTHING, the clash counted as a
+    duplicate by the caller."""
+    insert_sql = (
+        "INSERT INTO recipients (campaign_id, email, domain, fields, status) "
+        f"SELECT :campaign_id, s.email, s.domain, {fields_sql}, 'pending' "
+        f"FROM {staging.table} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {staging.rejected} x WHERE x.row_no = s.row_no)"
+    )
+    params = {"campaign_id": campaign_id}
     try:
         with session.begin_nested():
-            result = session.execute(text(statement(on_conflict=False)), params)
+            result = session.execute(text(insert_sql), params)
             return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
     except IntegrityError as exc:
         if getattr(exc.orig, "pgcode", None) != UNIQUE_VIOLATION:
             raise
     log.warning("import.conflict", extra={"campaign_id": campaign_id})
-    result = session.execute(text(statement(on_conflict=True)), params)
+    result = session.execute(
+        text(insert_sql + " ON CONFLICT (campaign_id, email) DO NOTHING"), params
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

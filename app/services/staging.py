@@ -1,56 +1,84 @@
-"""The import's staging tables in PostgreSQL: the valid rows, filled by COPY one chunk at a
-time (app.services.import_feed), and the rejected ones."""
+"""The import's staging tables in PostgreSQL, filled by streaming COPY (psycopg2's
+copy_expert reading from a generator, so the input is never held in memory)."""
 
 from __future__ import annotations
 
-import io
 import uuid
+from collections.abc import Iterator
+from itertools import islice
 from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# A chunk is read by copy_expert in one piece: every read() takes the GIL back from the
-# thread that parses the next chunk.
-COPY_READ_SIZE: Final = 1 << 26
+COPY_READ_SIZE: Final = 1 << 18
+COPY_BATCH_LINES: Final = 2000
+
+
+class CopySource:
+    """A read()-able face on a generator of COPY lines, for psycopg2's copy_expert.
+
+    psycopg2 turns an exception raised by read() into QueryCanceled; the original is
+    kept here so the caller sees the domain error (PayloadTooLarge, InvalidInput)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.error: BaseException | None = None
+
+    def read(self, size: int = COPY_READ_SIZE) -> str:
+        # psycopg2 takes whatever length comes back; batching by line count keeps the
+        # per-line cost to one islice step.
+        try:
+            return "".join(islice(self._lines, COPY_BATCH_LINES))
+        except BaseException as exc:
+            self.error = exc
+            raise
 
 
 class Staging:
     """The import's temporary tables, dropped at commit (or now, by `drop`)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self, session: Session, *, text_columns: int, fields_stored: str | None = None
+    ) -> None:
         self.session = session
         suffix = uuid.uuid4().hex[:12]
         self.table = f"import_staging_{suffix}"
         self.rejected = f"import_rejected_{suffix}"
+        self.text_columns = [f"c{i}" for i in range(1, text_columns + 1)]
         self.rows = 0  # rows staged, as COPY reports them
-        # `repeat`: an earlier row's address hashed alike (import_lines.Repeats).
+        extra = "".join(f", {c} text" for c in self.text_columns)
+        fields = (
+            "jsonb"
+            if fields_stored is None
+            else f"jsonb GENERATED ALWAYS AS ({fields_stored}) STORED"
+        )
         session.execute(
             text(
-                f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, "
-                "repeat boolean NOT NULL, email text NOT NULL, domain text NOT NULL, "
-                "ascii_domain text, ascii_email text, fields jsonb NOT NULL) ON COMMIT DROP; "
-                f"CREATE TEMP TABLE {self.rejected} (row_no integer NOT NULL, email text NOT NULL, "
-                "kind text NOT NULL, reason text NOT NULL) ON COMMIT DROP"
+                f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, email text NOT NULL, "
+                f"domain text NOT NULL, ascii_domain text, ascii_email text, fields {fields}"
+                f"{extra}) ON COMMIT DROP"
             )
         )
 
-    def copy(self, lines: bytes) -> str:
-        """Stages COPY text lines; returns the tid from which the new rows lie.
+    def copy(self, lines: Iterator[str]) -> None:
+        import psycopg2
 
-        COPY appends: to the table's last page while it has room, then to new pages, so
-        every new row lies at or after the first tuple of the page that was last before it
-        (a TID range scan from there, with the row numbers, finds exactly the new rows)."""
-        session = self.session
-        pages = session.execute(
-            text(f"SELECT pg_relation_size('{self.table}') / current_setting('block_size')::int")
-        ).scalar_one()
-        dbapi = session.connection().connection.driver_connection
+        columns = ["row_no", "email", "domain", "ascii_domain", "ascii_email"]
+        columns += self.text_columns or ["fields"]
+        source = CopySource(lines)
+        dbapi = self.session.connection().connection.driver_connection
         assert dbapi is not None
         with dbapi.cursor() as cursor:
-            cursor.copy_expert(f"COPY {self.table} FROM STDIN", io.BytesIO(lines), COPY_READ_SIZE)
+            try:
+                cursor.copy_expert(
+                    f"COPY {self.table} ({', '.join(columns)}) FROM STDIN", source, COPY_READ_SIZE
+                )
+            except psycopg2.Error:
+                if source.error is not None:
+                    raise source.error from None
+                raise
             self.rows += cursor.rowcount
-        return f"({max(pages - 1, 0)},0)"
 
     def drop(self) -> None:
         self.session.execute(text(f"DROP TABLE IF EXISTS {self.table}, {self.rejected}"))
