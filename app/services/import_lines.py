@@ -29,6 +29,32 @@ class RowError:
     reason: str
 
 
+class Repeats:
+    """Which addresses the input has given before, remembered by hash: a row whose address
+    hashes like an earlier row's is staged as a `repeat`, and only those rows are looked
+    up for an earlier row with the same address (one hash join over the few repeats
+    instead of a hash aggregate over every staged address). Equal addresses hash alike,
+    so a row not flagged is no later occurrence of any; a flagged row that only collided
+    (odds about 1 in 37 million for a million addresses) finds no earlier row and is
+    treated like any other. A million hashes take about 76 MB."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def flag(self, email: str) -> str:
+        """COPY's 't' when an earlier row's address hashed alike, else 'f'."""
+        key = address_key(email)
+        if key in self._seen:
+            return "t"
+        self._seen.add(key)
+        return "f"
+
+
+# Python's str hash (64 bits, salted per process); a module attribute so that a test can
+# force collisions.
+address_key = hash
+
+
 @dataclass
 class Tally:
     error_limit: int
@@ -48,11 +74,13 @@ def csv_copy_lines(
     validator: AddressValidator,
     tally: Tally,
     max_rows: int,
+    repeats: Repeats,
 ) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, address columns, then every cell."""
+    """COPY text lines for the valid rows: row_no, repeat, address columns, every cell."""
     width = len(header.names)
     email_index = header.email_index
     check = validator.check
+    flag = repeats.flag
     rows = 0
     try:
         for row_no, cells in source.rows():
@@ -92,9 +120,9 @@ def csv_copy_lines(
                 joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
             email, domain, ascii_domain = address
             if domain == ascii_domain:
-                yield f"{row_no}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
+                yield f"{row_no}\t{flag(email)}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
             else:
-                yield f"{row_no}\t{_address_columns(address)}\t{joined}\n"
+                yield f"{row_no}\t{flag(email)}\t{_address_columns(address)}\t{joined}\n"
     finally:
         tally.rows = rows
 
@@ -105,8 +133,9 @@ def json_copy_lines(
     tally: Tally,
     max_rows: int,
     names: set[str],
+    repeats: Repeats,
 ) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, address columns, fields as JSON."""
+    """COPY text lines for the valid rows: row_no, repeat, address columns, JSON fields."""
     for row_no, row in enumerate(rows, 1):
         tally.rows += 1
         if tally.rows > max_rows:
@@ -129,7 +158,8 @@ def json_copy_lines(
         kept = {k: "" if v is None else v for k, v in fields.items()}
         document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
         # json.dumps escapes every control character; only its backslashes need COPY escapes.
-        yield f"{row_no}\t{_address_columns(address)}\t{document.replace(chr(92), chr(92) * 2)}\n"
+        columns = f"{repeats.flag(address.email)}\t{_address_columns(address)}"
+        yield f"{row_no}\t{columns}\t{document.replace(chr(92), chr(92) * 2)}\n"
 
 
 def _json_row(row_no: int, row: Mapping[str, Any]) -> tuple[object, dict[str, Any]]:

@@ -55,7 +55,8 @@ class Staging:
         )
         session.execute(
             text(
-                f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, email text NOT NULL, "
+                f"CREATE TEMP TABLE {self.table} (row_no integer NOT NULL, "
+                "repeat boolean NOT NULL, email text NOT NULL, "
                 f"domain text NOT NULL, ascii_domain text, ascii_email text, fields {fields}"
                 f"{extra}) ON COMMIT DROP"
             )
@@ -64,7 +65,7 @@ class Staging:
     def copy(self, lines: Iterator[str]) -> None:
         import psycopg2
 
-        columns = ["row_no", "email", "domain", "ascii_domain", "ascii_email"]
+        columns = ["row_no", "repeat", "email", "domain", "ascii_domain", "ascii_email"]
         columns += self.text_columns or ["fields"]
         source = CopySource(lines)
         dbapi = self.session.connection().connection.driver_connection
