@@ -233,6 +233,8 @@ def _finish(
     fields_sql, field_names = fields.sql, fields.names
     stg, rej = staging.table, staging.rejected
     execute = session.execute
+    # A small sample is enough for the plans below (repeats are few, addresses many).
+    execute(text("SET LOCAL default_statistics_target = 10"))
     execute(text(f"ANALYZE {stg}"))
     execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     suppressed = _SUPPRESSED.format(stg=stg)
