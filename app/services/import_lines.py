@@ -31,12 +31,11 @@ class RowError:
 
 class Repeats:
     """Which addresses the input has given before, remembered by hash: a row whose address
-    hashes like an earlier row's is staged as a `repeat`, and only those rows are looked
-    up for an earlier row with the same address (one hash join over the few repeats
-    instead of a hash aggregate over every staged address). Equal addresses hash alike,
-    so a row not flagged is no later occurrence of any; a flagged row that only collided
-    (odds about 1 in 37 million for a million addresses) finds no earlier row and is
-    treated like any other. A million hashes take about 76 MB."""
+    hashes like an earlier row's is staged as a `repeat`, and only the addresses of those
+    rows are aggregated for their first row (not every staged address). Equal addresses
+    hash alike, so a row not flagged is no later occurrence of any; a flagged row that
+    only collided (odds about 1 in 37 million for a million addresses) finds no earlier
+    row and is treated like any other. A million hashes take about 76 MB."""
 
     def __init__(self) -> None:
         self._seen: set[int] = set()
