@@ -73,13 +73,12 @@ def csv_copy_lines(
     validator: AddressValidator,
     tally: Tally,
     max_rows: int,
-    repeats: Repeats,
 ) -> Iterator[str]:
     """COPY text lines for the valid rows: row_no, repeat, address columns, every cell."""
     width = len(header.names)
     email_index = header.email_index
     check = validator.check
-    flag = repeats.flag
+    flag = Repeats().flag
     rows = 0
     try:
         for row_no, cells in source.rows():
@@ -132,9 +131,9 @@ def json_copy_lines(
     tally: Tally,
     max_rows: int,
     names: set[str],
-    repeats: Repeats,
 ) -> Iterator[str]:
     """COPY text lines for the valid rows: row_no, repeat, address columns, JSON fields."""
+    flag = Repeats().flag
     for row_no, row in enumerate(rows, 1):
         tally.rows += 1
         if tally.rows > max_rows:
@@ -157,7 +156,7 @@ def json_copy_lines(
         kept = {k: "" if v is None else v for k, v in fields.items()}
         document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
         # json.dumps escapes every control character; only its backslashes need COPY escapes.
-        columns = f"{repeats.flag(address.email)}\t{_address_columns(address)}"
+        columns = f"{flag(address.email)}\t{_address_columns(address)}"
         yield f"{row_no}\t{columns}\t{document.replace(chr(92), chr(92) * 2)}\n"
 
 

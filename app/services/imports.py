@@ -67,13 +67,7 @@ from app.services.import_fields import (
     json_fields,
     sample_rows,
 )
-from app.services.import_lines import (
-    Repeats,
-    RowError,
-    Tally,
-    csv_copy_lines,
-    json_copy_lines,
-)
+from app.services.import_lines import RowError, Tally, csv_copy_lines, json_copy_lines
 from app.services.staging import Staging
 from app.settings import Settings
 
@@ -157,8 +151,7 @@ def import_csv(
     validator = AddressValidator(check_mx=settings.import_check_mx)
     fields = csv_fields(header)
     staging = Staging(session, text_columns=len(header.names), fields_stored=fields.stored)
-    lines = csv_copy_lines(source, header, validator, tally, settings.import_max_rows, Repeats())
-    staging.copy(lines)
+    staging.copy(csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
     if tally.rows == 0:
         raise InvalidInput("the file has a header row but no data rows", field="file")
     report = _finish(session, campaign_id, staging, tally, fields, template_fields)
@@ -199,9 +192,7 @@ def import_rows(
     validator = AddressValidator(check_mx=settings.import_check_mx)
     names: set[str] = set()
     staging = Staging(session, text_columns=0)
-    staging.copy(
-        json_copy_lines(rows, validator, tally, settings.import_max_rows, names, Repeats())
-    )
+    staging.copy(json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
     if tally.rows == 0:
         raise InvalidInput("no recipients given", field="recipients")
     return _finish(session, campaign_id, staging, tally, json_fields(names), template_fields)
