@@ -52,7 +52,7 @@ def test_a_row_added_behind_the_lock_is_counted_as_duplicate_and_left_unchanged(
     attempts: list[str] = []
 
     def bypassing_writer(
-        session: Session, campaign_id: int, staging: Staging, fields_sql: str
+        session: Session, campaign_id: int, staging: Staging, fields_sql: str, bounds: Any
     ) -> int:
         # Between the rejections and the insert: what a writer that ignores the campaign
         # lock could do. The plain INSERT then meets a unique violation.
@@ -64,7 +64,7 @@ def test_a_row_added_behind_the_lock_is_counted_as_duplicate_and_left_unchanged(
             {"c": campaign_id},
         )
         attempts.append("called")
-        return insert(session, campaign_id, staging, fields_sql)
+        return insert(session, campaign_id, staging, fields_sql, bounds)
 
     monkeypatch.setattr(imports, "_insert_recipients", bypassing_writer)
     with unit_of_work() as session:
@@ -93,9 +93,11 @@ def test_other_integrity_errors_are_not_taken_for_conflicts(
     campaign = factory.create_campaign()
     insert = imports._insert_recipients
 
-    def bad_fields(session: Session, campaign_id: int, staging: Staging, fields_sql: str) -> int:
+    def bad_fields(
+        session: Session, campaign_id: int, staging: Staging, fields_sql: str, bounds: Any
+    ) -> int:
         # NULL fields violate NOT NULL: not a conflict, so the import must fail whole.
-        return insert(session, campaign_id, staging, "NULL::jsonb")
+        return insert(session, campaign_id, staging, "NULL::jsonb", bounds)
 
     monkeypatch.setattr(imports, "_insert_recipients", bad_fields)
     with pytest.raises(IntegrityError), unit_of_work() as session:

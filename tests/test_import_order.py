@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.db import unit_of_work
 from app.extensions import db
 from app.models import Recipient
-from app.services import import_lines
+from app.services import import_lines, staging
 from app.services.imports import import_csv
 
 INVALID = ["no-at-sign.example", "two@@at.example", "trailing.@dot.example", "x@exa_mple.com"]
@@ -59,18 +59,24 @@ def _reference(
 
 
 @pytest.mark.parametrize("hashing", ["real", "colliding"])
+@pytest.mark.parametrize("chunk_rows", [25_000, 97])
+@pytest.mark.parametrize("campaign_had_recipients", [True, False])
 def test_ids_follow_file_order_and_counts_follow_precedence(
-    factory, settings, monkeypatch, hashing
+    factory, settings, monkeypatch, hashing, chunk_rows, campaign_had_recipients
 ):
     if hashing == "colliding":
         # Five hash values for all addresses: nearly every row is staged as a repeat, and
         # only the database's exact comparison tells real ones from collisions.
         monkeypatch.setattr(import_lines, "address_key", lambda email: len(email) % 5)
+    # 97 rows a chunk: the 2,000-row file is stored in about 20 chunks, and a row's first
+    # occurrence, an address already present or a suppression meet it across them.
+    monkeypatch.setattr(staging, "ROWS_PER_CHUNK", chunk_rows)
     rng = random.Random(15)
     other_client = factory.create_client(name="other")
     campaign = factory.create_campaign()
     existing = [f"old{i}@firm{i % 7}.example" for i in range(40)]
-    factory.create_recipients(campaign, existing)
+    if campaign_had_recipients:
+        factory.create_recipients(campaign, existing)
     factory.suppress("gone3@firm3.example")
     factory.suppress("old5@firm5.example")  # already in the campaign: that comes first
     factory.suppress("blocked.example")
@@ -86,6 +92,7 @@ def test_ids_follow_file_order_and_counts_follow_precedence(
         if roll < 0.05:
             rows.append(rng.choice(INVALID))
         elif roll < 0.15:
+            # Already in the campaign, or (when it had none) in-file repeats of their own.
             rows.append(rng.choice(existing).upper())
         else:
             # Random order, repeats in other letter case: many in-file duplicates, some of
@@ -100,7 +107,10 @@ def test_ids_follow_file_order_and_counts_follow_precedence(
     suppressed = {"gone3@firm3.example", "old5@firm5.example", "blocked.example"}
     suppressed.add("unsub9@firm2.example")
     want_imported, want_counts, want_errors = _reference(
-        rows, set(existing), suppressed, settings.import_error_limit
+        rows,
+        set(existing) if campaign_had_recipients else set(),
+        suppressed,
+        settings.import_error_limit,
     )
     assert report.rejected == want_counts
     assert report.imported == len(want_imported)
@@ -116,7 +126,10 @@ def test_ids_follow_file_order_and_counts_follow_precedence(
     db.session.rollback()
     new_rows = db.session.execute(
         select(Recipient.id, Recipient.email, Recipient.fields)
-        .where(Recipient.campaign_id == campaign.id, Recipient.email.notin_(existing))
+        .where(
+            Recipient.campaign_id == campaign.id,
+            Recipient.email.notin_(existing if campaign_had_recipients else []),
+        )
         .order_by(Recipient.id)
     ).all()
     assert [r.email for r in new_rows] == want_imported

@@ -31,22 +31,21 @@ class RowError:
 
 class Repeats:
     """Which addresses the input has given before, remembered by hash: a row whose address
-    hashes like an earlier row's is staged as a `repeat`, and only the addresses of those
-    rows are aggregated for their first row (not every staged address). Equal addresses
-    hash alike, so a row not flagged is no later occurrence of any; a flagged row that
-    only collided (odds about 1 in 37 million for a million addresses) finds no earlier
-    row and is treated like any other. A million hashes take about 76 MB."""
+    hashes like an earlier row's is staged with that row's number (`first_row`), so that
+    the database settles it with one lookup by row number. Equal addresses hash alike, so
+    a row staged without one is no later occurrence of any, and the first row of an
+    address is the first row of its hash; a row that only collided (odds about 1 in 37
+    million for a million addresses) names a row with another address, and the database
+    then looks for an earlier row of its own address by scanning. A million hashes with
+    their rows take about 110 MB."""
 
     def __init__(self) -> None:
-        self._seen: set[int] = set()
+        self._first: dict[int, int] = {}
 
-    def flag(self, email: str) -> str:
-        """COPY's 't' when an earlier row's address hashed alike, else 'f'."""
-        key = address_key(email)
-        if key in self._seen:
-            return "t"
-        self._seen.add(key)
-        return "f"
+    def first_row(self, email: str, row_no: int) -> str:
+        """COPY text: the first row whose address hashed alike, or NULL for this row."""
+        first = self._first.setdefault(address_key(email), row_no)
+        return _NULL if first == row_no else str(first)
 
 
 # Python's str hash (64 bits, salted per process); a module attribute so that a test can
@@ -74,11 +73,11 @@ def csv_copy_lines(
     tally: Tally,
     max_rows: int,
 ) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, repeat, address columns, every cell."""
+    """COPY text lines for the valid rows: row_no, first_row, address columns, every cell."""
     width = len(header.names)
     email_index = header.email_index
     check = validator.check
-    flag = Repeats().flag
+    first_row = Repeats().first_row
     rows = 0
     try:
         for row_no, cells in source.rows():
@@ -117,10 +116,11 @@ def csv_copy_lines(
             ):
                 joined = "\t".join(cell.translate(_COPY_ESCAPES) for cell in cells)
             email, domain, ascii_domain = address
+            first = first_row(email, row_no)
             if domain == ascii_domain:
-                yield f"{row_no}\t{flag(email)}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
+                yield f"{row_no}\t{first}\t{email}\t{domain}\t\\N\t\\N\t{joined}\n"
             else:
-                yield f"{row_no}\t{flag(email)}\t{_address_columns(address)}\t{joined}\n"
+                yield f"{row_no}\t{first}\t{_address_columns(address)}\t{joined}\n"
     finally:
         tally.rows = rows
 
@@ -132,8 +132,8 @@ def json_copy_lines(
     max_rows: int,
     names: set[str],
 ) -> Iterator[str]:
-    """COPY text lines for the valid rows: row_no, repeat, address columns, JSON fields."""
-    flag = Repeats().flag
+    """COPY text lines for the valid rows: row_no, first_row, address columns, JSON fields."""
+    first_row = Repeats().first_row
     for row_no, row in enumerate(rows, 1):
         tally.rows += 1
         if tally.rows > max_rows:
@@ -156,7 +156,7 @@ def json_copy_lines(
         kept = {k: "" if v is None else v for k, v in fields.items()}
         document = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
         # json.dumps escapes every control character; only its backslashes need COPY escapes.
-        columns = f"{flag(address.email)}\t{_address_columns(address)}"
+        columns = f"{first_row(address.email, row_no)}\t{_address_columns(address)}"
         yield f"{row_no}\t{columns}\t{document.replace(chr(92), chr(92) * 2)}\n"
 
 

@@ -1,43 +1,48 @@
 """Recipient imports (CSV upload or JSON list) into a campaign: one transaction, all valid
 rows or none. The caller owns the transaction (app.db.unit_of_work); nothing here commits.
 
-How an import runs, and why this way (a 1,000,000-row file peaks at ~195 MB RSS, the
-app's own 130 MB and 64-bit hashes of the addresses; see bench/import.py):
+How an import runs, and why this way (a 1,000,000-row file peaks at ~236 MB RSS, the
+app's own 130 MB and 64-bit hashes of the addresses with their first rows; see
+bench/import.py):
 
 1. The campaign row is locked (FOR NO KEY UPDATE: recipients' foreign-key checks
    still pass) so two imports into one campaign, or an import and a cancel, take
    turns and the report's figures stay exact.
-2. Python streams the input once (import_lines): decoding and CSV parsing (csv_reader), address
-   validation (addresses; per-domain cache). Invalid rows are counted here and the
-   first `import_error_limit` of them kept; nothing else about a row outlives it but its
-   address's hash: a row whose address hashes like an earlier row's is flagged `repeat`
-   (import_lines.Repeats).
-3. Valid rows stream through COPY into a temporary staging table with their row
-   number; CSV cells go in as text columns and PostgreSQL builds the JSONB fields,
-   which is cheaper than json.dumps per row, in a generated column: the backend builds
-   them while it waits for Python's next batch of lines, not in step 5.
-4. PostgreSQL finds the rest, so Python never holds the addresses themselves:
-   one statement yields the small table of rejected rows, one branch per reason
-   (later occurrences of an address in the file: the repeats joined to the first row of
-   their address, aggregated over the rows with a repeated address only, where one hash
-   aggregate over every staged address cost about 1 s per million; addresses already in
-   the campaign; suppressed addresses and domains), each row keeping its first reason by
-   precedence. Counts and the first errors come from that table.
-5. One plain `INSERT ... SELECT` (in a savepoint) adds the rest as `pending`, in file
-   order. Under the campaign lock nothing can conflict; if something did, the
-   savepoint is rolled back and `ON CONFLICT DO NOTHING` inserts the rest, the clash
-   counted as a duplicate (_insert_recipients). This statement is most of an import's
+2. Python streams the input once (import_lines), on a reader thread: decoding and CSV
+   parsing (csv_reader), address validation (addresses; per-domain cache). Invalid rows
+   are counted here and the first `import_error_limit` of them kept; nothing else about
+   a row outlives it but its address's hash and row number: a row whose address hashes
+   like an earlier row's is staged with that row's number (import_lines.Repeats).
+3. The reader streams the valid rows through COPY, in chunks of 25,000 rows, into an
+   UNLOGGED staging table on a second connection of its own (app.services.staging), with
+   their row numbers; CSV cells go in as text columns and that backend builds the JSONB
+   fields in a generated column. Steps 4 and 5 run on the import's own connection, chunk
+   by chunk, as each chunk is committed, so parsing and staging (about 3 s of Python
+   and 2 s of one backend per million rows) overlap the storing (about 6 s of another
+   backend), where on one connection the two took turns.
+4. PostgreSQL finds the chunk's rejected rows, so Python never holds the addresses
+   themselves: one statement per chunk (import_rejects), one branch per reason (later
+   occurrences of an address in the file, each settled by a primary-key lookup of the
+   row its hash named; addresses already in the campaign, a branch left out when the
+   campaign had no recipients; suppressed addresses and domains), each row keeping its
+   first reason by precedence, into the import's table of rejected rows. Counts and the
+   first errors come from that table.
+5. One plain `INSERT ... SELECT` per chunk (in a savepoint) adds the rest as `pending`, in
+   file order. Under the campaign lock nothing can conflict; if something did, the
+   savepoint is rolled back and `ON CONFLICT DO NOTHING` inserts the chunk, the clash
+   counted as a duplicate (_insert_recipients). These statements are most of an import's
    time and its floor (bench/import_floor.py: per million rows about 6 s of backend CPU
    on the 2-core dev machine, over 10 times a bare COPY of the file): each row costs a
    heap insert and WAL (~500 MB per million rows) and three index insertions (the
    primary key, ix_recipients_due, uq_recipients_campaign_email 2-4 s; pending rows stay
-   out of ix_recipients_campaign_status, migration 0015); the statement's triggers read
+   out of ix_recipients_campaign_status, migration 0015); each statement's triggers read
    its transition table once each (recipient_counts; the campaign and account
    references, checked per statement since migration 0016, not per row as a foreign key
    would at 3-5 s). Inserting sorted by email (ids still in file order) costs more than
    it saves: the primary key and ix_recipients_due then take their keys in random order.
 6. The campaign's field_names become the sorted union with this import's, and one
-   `imported` event records the counts (never an address).
+   `imported` event records the counts (never an address). The staging table is dropped
+   in the import's transaction; a failed import drops it at once (Staging).
 
 Precedence when a row has several problems: invalid, then duplicate (in the file,
 then already in the campaign), then suppressed. Every non-blank data row ends up in
@@ -47,7 +52,7 @@ exactly one of imported / invalid / duplicate / suppressed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
@@ -68,6 +73,7 @@ from app.services.import_fields import (
     sample_rows,
 )
 from app.services.import_lines import RowError, Tally, csv_copy_lines, json_copy_lines
+from app.services.import_rejects import reject_chunk
 from app.services.staging import Staging
 from app.settings import Settings
 
@@ -78,18 +84,6 @@ CLOSED_STATUSES: Final = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CAN
 # for this transaction.
 WORK_MEM: Final = "128MB"
 UNIQUE_VIOLATION: Final = "23505"
-# The staged rows a suppression rejects: (kind, staged column, rank, reason).
-_SUPPRESSED: Final = "\n                UNION ALL\n                ".join(
-    f"SELECT s.row_no, s.email, {rank}, {reason} FROM {{stg}} s JOIN suppressions x "
-    f"ON x.kind = '{kind}' AND x.value = s.{column} "
-    "AND (x.client_id IS NULL OR x.client_id = :client_id)"
-    for kind, column, rank, reason in (
-        ("email", "email", 3, "'the address is suppressed'"),
-        ("email", "ascii_email", 3, "'the address is suppressed'"),
-        ("domain", "domain", 4, "'the domain ' || s.domain || ' is suppressed'"),
-        ("domain", "ascii_domain", 4, "'the domain ' || s.domain || ' is suppressed'"),
-    )
-)
 
 
 @dataclass
@@ -150,11 +144,13 @@ def import_csv(
     tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
     fields = csv_fields(header)
-    staging = Staging(session, text_columns=len(header.names), fields_stored=fields.stored)
-    staging.copy(csv_copy_lines(source, header, validator, tally, settings.import_max_rows))
-    if tally.rows == 0:
-        raise InvalidInput("the file has a header row but no data rows", field="file")
-    report = _finish(session, campaign_id, staging, tally, fields, template_fields)
+    lines = csv_copy_lines(source, header, validator, tally, settings.import_max_rows)
+    with Staging(session, text_columns=len(header.names), fields_stored=fields.stored) as staging:
+        staging.start(lines)
+        stored = _store(session, campaign_id, staging, tally, lambda: fields, template_fields)
+        if tally.rows == 0:
+            raise InvalidInput("the file has a header row but no data rows", field="file")
+    report = _record(session, campaign_id, tally, stored)
     log.info(
         "import.csv",
         extra={
@@ -191,11 +187,16 @@ def import_rows(
     tally = Tally(settings.import_error_limit)
     validator = AddressValidator(check_mx=settings.import_check_mx)
     names: set[str] = set()
-    staging = Staging(session, text_columns=0)
-    staging.copy(json_copy_lines(rows, validator, tally, settings.import_max_rows, names))
-    if tally.rows == 0:
-        raise InvalidInput("no recipients given", field="recipients")
-    return _finish(session, campaign_id, staging, tally, json_fields(names), template_fields)
+    lines = json_copy_lines(rows, validator, tally, settings.import_max_rows, names)
+    # One chunk: every row's fields hold every name of the list, known once all are read.
+    with Staging(session, text_columns=0, chunked=False) as staging:
+        staging.start(lines)
+        stored = _store(
+            session, campaign_id, staging, tally, lambda: json_fields(names), template_fields
+        )
+        if tally.rows == 0:
+            raise InvalidInput("no recipients given", field="recipients")
+    return _record(session, campaign_id, tally, stored)
 
 
 def _lock_campaign(session: Session, campaign_id: int) -> None:
@@ -212,80 +213,81 @@ def _lock_campaign(session: Session, campaign_id: int) -> None:
         )
 
 
-def _finish(
+@dataclass
+class _Stored:
+    inserted: int
+    staged: int
+    counts: dict[str, int]  # rejected rows by kind: "duplicate", "suppressed"
+    errors: list[RowError]  # the first rejected rows, by row
+    fields: FieldsSql
+    blank: dict[str, int]
+    samples: list[tuple[int, Any]]
+
+
+def _store(
     session: Session,
     campaign_id: int,
     staging: Staging,
     tally: Tally,
-    fields: FieldsSql,
+    fields_of: Callable[[], FieldsSql],
     template_fields: Collection[str],
-) -> ImportReport:
-    """Steps 4-6 of the module docstring, on the staged valid rows."""
-    fields_sql, field_names = fields.sql, fields.names
-    stg, rej = staging.table, staging.rejected
+) -> _Stored:
+    """Steps 4 and 5 of the module docstring, chunk by chunk as the reader stages them;
+    `fields_of` is asked once the first chunk is staged."""
     execute = session.execute
-    # A small sample is enough for the plans below (repeats are few, addresses many).
-    execute(text("SET LOCAL default_statistics_target = 10"))
-    execute(text(f"ANALYZE {stg}"))
     execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-    suppressed = _SUPPRESSED.format(stg=stg)
-    execute(
-        text(
-            f"""
-            CREATE TEMP TABLE {rej} ON COMMIT DROP AS
-            -- Each branch finds the rows one reason rejects; a row several reasons reject
-            -- keeps the first by precedence (rank). Inner joins: a branch whose other side
-            -- is empty (a new campaign, no suppressions) stops before reading the staging
-            -- table. Later occurrences of an address: the first row of each address that
-            -- a row flagged as a repeat (import_lines.Repeats) has, from an aggregate over
-            -- the rows with those addresses only; then every later row with one of them.
-            WITH firsts AS (
-                SELECT email, min(row_no) AS first_row FROM {stg}
-                WHERE email IN (SELECT email FROM {stg} WHERE repeat) GROUP BY email
-            ), found AS (
-                SELECT r.row_no, r.email, 1 AS rank, 'duplicate of row ' || f.first_row AS reason
-                FROM {stg} r JOIN firsts f ON f.email = r.email AND r.row_no > f.first_row
-                WHERE r.repeat
-                UNION ALL
-                SELECT s.row_no, s.email, 2, 'already in this campaign'
-                FROM {stg} s JOIN recipients ex ON ex.campaign_id = :campaign_id
-                    AND ex.email = s.email
-                UNION ALL
-                -- Global rows and the campaign's client's own unsubscribes, each form of the
-                -- address its own equi-join (an OR would rule out the hash join).
-                {suppressed}
-            )
-            SELECT DISTINCT ON (row_no) row_no, email,
-                   CASE WHEN rank <= 2 THEN 'duplicate' ELSE 'suppressed' END AS kind, reason
-            FROM found ORDER BY row_no, rank
-            """
-        ),
-        {
-            "campaign_id": campaign_id,
-            "client_id": clients_of_campaigns(session, [campaign_id])[campaign_id],
-        },
+    # Each chunk's statements are planned anew, and their estimates pass jit_above_cost:
+    # compiling them took longer (about 40 ms a statement) than running them.
+    execute(text("SET LOCAL jit = off"))
+    client_id = clients_of_campaigns(session, [campaign_id])[campaign_id]
+    had_recipients = bool(
+        execute(
+            text("SELECT EXISTS (SELECT 1 FROM recipients WHERE campaign_id = :c)"),
+            {"c": campaign_id},
+        ).scalar()
     )
+    inserted = 0
+    fields: FieldsSql | None = None
+    for bounds in staging.chunks():
+        if fields is None:
+            fields = fields_of()
+        reject_chunk(
+            session,
+            staging,
+            campaign_id,
+            client_id,
+            bounds,
+            campaign_had_recipients=had_recipients,
+        )
+        inserted += _insert_recipients(session, campaign_id, staging, fields.sql, bounds)
+    if fields is None:
+        fields = fields_of()
+    rej = staging.rejected
     counts: dict[str, int] = {
         kind: n for kind, n in execute(text(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"))
     }
-    rejected_errors = [
+    errors = [
         RowError(row, email, reason)
         for row, email, reason in execute(
             text(f"SELECT row_no, email, reason FROM {rej} ORDER BY row_no LIMIT :n"),
             {"n": tally.error_limit},
         )
     ]
-    staged = staging.rows
-    inserted = _insert_recipients(session, campaign_id, staging, fields_sql)
     blank = blank_counts(session, staging, fields, template_fields, inserted)
     samples = sample_rows(session, staging, fields) if template_fields else []
-    staging.drop()
+    return _Stored(inserted, staging.rows, counts, errors, fields, blank, samples)
 
-    duplicate = counts.get("duplicate", 0)
-    suppressed = counts.get("suppressed", 0)
+
+def _record(session: Session, campaign_id: int, tally: Tally, stored: _Stored) -> ImportReport:
+    """Step 6: the campaign's field names, the `imported` event, the report."""
+    execute = session.execute
+    inserted = stored.inserted
+    duplicate = stored.counts.get("duplicate", 0)
+    suppressed = stored.counts.get("suppressed", 0)
     # Only a concurrent writer that bypassed the campaign lock could make this non-zero.
-    duplicate += staged - duplicate - suppressed - inserted
+    duplicate += stored.staged - duplicate - suppressed - inserted
     rejected = {"invalid": tally.invalid, "duplicate": duplicate, "suppressed": suppressed}
+    field_names = stored.fields.names
 
     execute(
         text(
@@ -303,27 +305,34 @@ def _finish(
             data={"imported": inserted, "rejected": rejected, "rows": tally.rows},
         )
     )
-    errors = sorted(tally.errors + rejected_errors, key=lambda e: e.row)[: tally.error_limit]
-    return ImportReport(inserted, rejected, errors, sorted(field_names), blank, samples)
+    errors = sorted(tally.errors + stored.errors, key=lambda e: e.row)[: tally.error_limit]
+    return ImportReport(
+        inserted, rejected, errors, sorted(field_names), stored.blank, stored.samples
+    )
 
 
 def _insert_recipients(
-    session: Session, campaign_id: int, staging: Staging, fields_sql: str
+    session: Session,
+    campaign_id: int,
+    staging: Staging,
+    fields_sql: str,
+    bounds: tuple[int, int],
 ) -> int:
-    """Step 5: the staged rows not rejected, as pending recipients in file order.
+    """Step 5: the chunk's staged rows not rejected, as pending recipients in file order.
 
     A plain INSERT first: ON CONFLICT's speculative insertion is a fifth of the
     statement's cost (2.5 of 12 s CPU per million rows). Under the campaign lock nothing
     conflicts; if something did (a writer that bypassed the lock), the savepoint is
-    rolled back and the rows go in with ON CONFLICT DO NOTHING, the clash counted as a
-    duplicate by the caller."""
+    rolled back and the chunk goes in with ON CONFLICT DO NOTHING, the clash counted as
+    a duplicate by the caller."""
     insert_sql = (
         "INSERT INTO recipients (campaign_id, email, domain, fields, status) "
         f"SELECT :campaign_id, s.email, s.domain, {fields_sql}, 'pending' "
-        f"FROM {staging.table} s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {staging.rejected} x WHERE x.row_no = s.row_no)"
+        f"FROM {staging.table} s WHERE s.row_no > :lo AND s.row_no <= :hi "
+        f"AND NOT EXISTS (SELECT 1 FROM {staging.rejected} x WHERE x.row_no = s.row_no) "
+        "ORDER BY s.row_no"
     )
-    params = {"campaign_id": campaign_id}
+    params = {"campaign_id": campaign_id, "lo": bounds[0], "hi": bounds[1]}
     try:
         with session.begin_nested():
             result = session.execute(text(insert_sql), params)
