@@ -43,7 +43,10 @@ partial="${dir}/.${name}.partial"
 trap 'rm -f "${partial}"' EXIT
 started=${SECONDS}
 echo "backup: dumping $(masked "${source_url}")"
-pg_dump --format=custom --file="${partial}" "$(libpq_url "${source_url}")"
+# An import's staging table (app/services/staging.py) is scratch of one import: left out,
+# so the dump neither holds nor locks it (a lock the import's DROP would wait on).
+pg_dump --format=custom --exclude-table='import_staging_*' --file="${partial}" \
+  "$(libpq_url "${source_url}")"
 # A dump is kept only if pg_restore can read its table of contents back.
 entries=$(pg_restore --list "${partial}" | grep -c ' TABLE DATA ' || true)
 mv "${partial}" "${dir}/${name}"

@@ -212,6 +212,35 @@ def test_restore_with_force_replaces_a_database_that_has_tables(
     assert restored == {**_table_counts(database_url), "scratch": 0}
 
 
+def test_an_import_staging_table_is_neither_dumped_nor_locked_by_the_backup(
+    app: Flask, database_url: str, tmp_path: Path
+) -> None:
+    staging = f"import_staging_{int(time.time())}_0123456789ab"
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE UNLOGGED TABLE {staging} (row_no integer)")
+            cur.execute(f"INSERT INTO {staging} VALUES (1)")
+        env = {
+            "DATABASE_URL": database_url,
+            "BACKUP_DIR": str(tmp_path),
+            "BACKUP_PYTHON": sys.executable,
+        }
+        done = _script("backup.sh", env=env)
+        assert done.returncode == 0, done.stderr
+        [dump] = list(tmp_path.glob("sendfleet-*.dump"))
+        listing = subprocess.run(
+            ["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True
+        ).stdout
+        assert " TABLE public recipients " in listing
+        assert staging not in listing
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {staging}")
+        conn.close()
+
+
 def test_retention_deletes_old_backups_locally_and_in_s3_and_nothing_else(
     app: Flask, database_url: str, bucket: Any, s3_endpoint: str, tmp_path: Path
 ) -> None:
