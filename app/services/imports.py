@@ -233,7 +233,7 @@ def _store(
     template_fields: Collection[str],
 ) -> _Stored:
     """Steps 4 and 5 of the module docstring, chunk by chunk as the reader stages them;
-    `fields_of` is asked once the first chunk is staged."""
+    `fields_of` is asked once a chunk is staged (a JSON list's names are known only then)."""
     execute = session.execute
     execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     # Each chunk's statements are planned anew, and their estimates pass jit_above_cost:
@@ -247,10 +247,7 @@ def _store(
         ).scalar()
     )
     inserted = 0
-    fields: FieldsSql | None = None
     for bounds in staging.chunks():
-        if fields is None:
-            fields = fields_of()
         reject_chunk(
             session,
             staging,
@@ -259,9 +256,8 @@ def _store(
             bounds,
             campaign_had_recipients=had_recipients,
         )
-        inserted += _insert_recipients(session, campaign_id, staging, fields.sql, bounds)
-    if fields is None:
-        fields = fields_of()
+        inserted += _insert_recipients(session, campaign_id, staging, fields_of().sql, bounds)
+    fields = fields_of()
     rej = staging.rejected
     counts: dict[str, int] = {
         kind: n for kind, n in execute(text(f"SELECT kind, count(*) FROM {rej} GROUP BY kind"))

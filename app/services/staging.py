@@ -231,11 +231,12 @@ _PENDING: Final = "import_staging_tables"
 def _drop_after_rollback(session: Session, table: str) -> None:
     """The DROP in the import's transaction is undone if that transaction is rolled back
     (the caller failed after the import): the table is dropped again once it has ended
-    (_transaction_ended)."""
+    (_transaction_ended). Only sessions that imported listen, not every transaction."""
     session.info.setdefault(_PENDING, []).append(table)
+    if not event.contains(session, "after_transaction_end", _transaction_ended):
+        event.listen(session, "after_transaction_end", _transaction_ended)
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None or not session.info.get(_PENDING):
         return
