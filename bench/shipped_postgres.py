@@ -8,8 +8,13 @@ and authentication (trust on 127.0.0.1, as the machine's server) are its own. Th
 benchmark's bare-COPY baseline runs on the same server, so its ratio stays a same-run
 comparison.
 
-Usage: .venv/bin/python bench/shipped_postgres.py bench/import.py [its arguments]
-(the benchmark sees SENDFLEET_BENCH_PG pointing at the cluster's admin database).
+The cluster is made with the deployment's initdb options (POSTGRES_INITDB_ARGS in
+docker-compose.yml: collation "C"); `--image-locale` makes it as the postgres image does
+without them (en_US.utf8, which this host must have: `localedef -i en_US -f UTF-8
+en_US.UTF-8`), to show what that costs.
+
+Usage: .venv/bin/python bench/shipped_postgres.py [--image-locale] bench/import.py [its
+arguments] (the benchmark sees SENDFLEET_BENCH_PG pointing at the cluster's admin database).
 """
 
 from __future__ import annotations
@@ -25,9 +30,14 @@ import psycopg2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.private_stores import OPS_POSTGRES, PrivatePostgres  # noqa: E402
+from tests.e2e.private_stores import (  # noqa: E402
+    OPS_POSTGRES,
+    PrivatePostgres,
+    deployment_initdb_args,
+)
 
 SHOWN = ("shared_buffers", "wal_buffers", "max_wal_size", "checkpoint_timeout", "fsync")
+IMAGE_LOCALE = "en_US.utf8"
 
 
 def _shown(value: str, unit: str | None) -> str:
@@ -39,9 +49,14 @@ def _shown(value: str, unit: str | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    locale_args = deployment_initdb_args()
+    if args[:1] == ["--image-locale"]:
+        args = args[1:]
+        locale_args = [f"--locale={IMAGE_LOCALE}"]
+    if not args:
         sys.exit(__doc__)
-    cluster = PrivatePostgres(durable=True)
+    cluster = PrivatePostgres(durable=True, locale_args=locale_args)
     trust = cluster.root / "trust_hba.conf"
     trust.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
     trust.chmod(0o644)
@@ -56,15 +71,17 @@ def main() -> None:
                 "SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)", [list(SHOWN)]
             )
             settings = {name: _shown(value, unit) for name, value, unit in cur.fetchall()}
+            cur.execute("SELECT datcollate, datctype FROM pg_database WHERE datname = 'postgres'")
+            collate, ctype = cur.fetchone()
         conn.close()
         print(
             "server: ops/postgres/primary.conf ("
             + ", ".join(f"{name} {settings[name]}" for name in SHOWN)
-            + ")",
+            + f"), initdb {' '.join(locale_args)} (collation {collate}, ctype {ctype})",
             flush=True,
         )
         env = {**os.environ, "SENDFLEET_BENCH_PG": cluster.dsn()}
-        done = subprocess.run([sys.executable, *sys.argv[1:]], cwd=ROOT, env=env, check=False)
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=False)
     finally:
         cluster.stop()
         shutil.rmtree(cluster.root, ignore_errors=True)

@@ -63,8 +63,10 @@ exists=$(psql_q "${maintenance}" <<<"SELECT count(*) FROM pg_database WHERE datn
   die "cannot reach $(masked "${maintenance}")"
 clean=()
 if [[ "${exists}" == "0" ]]; then
-  psql_q "${maintenance}" <<<'CREATE DATABASE :"name"' >/dev/null
-  echo "restore: created database ${dbname}"
+  # Sorted bytewise whatever the cluster's default (README, Database collation): restoring
+  # into a new database is also how an older en_US.utf8 database moves to "C".
+  psql_q "${maintenance}" <<<$'CREATE DATABASE :"name" TEMPLATE template0 LC_COLLATE \'C\'' >/dev/null
+  echo "restore: created database ${dbname} (collation C)"
 else
   objects=$(psql_q "${url}" <<'SQL'
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -41,7 +41,8 @@ def _admin_exec(sql: str) -> None:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    _admin_exec(f'CREATE DATABASE "{TEST_DB_NAME}"')
+    # Sorted bytewise, as the deployment's clusters are made (docker-compose.yml).
+    _admin_exec(f'CREATE DATABASE "{TEST_DB_NAME}" TEMPLATE template0 LC_COLLATE \'C\'')
     base = PG_ADMIN_DSN.rsplit("/", 1)[0]
     try:
         yield f"{base}/{TEST_DB_NAME}"

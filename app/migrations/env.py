@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from app.db import collation_advice
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -94,6 +96,9 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        advice = collation_advice(connection)
+        if advice:
+            logging.getLogger("sendfleet.db").warning(advice)
 
 
 if context.is_offline_mode():

@@ -79,7 +79,8 @@ fi
 
 db_name=${DATABASE_URL##*/}
 if ! psql "${DATABASE_URL%/*}/postgres" -Atc "SELECT 1 FROM pg_database WHERE datname = '$db_name'" | grep -q 1; then
-  psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE \"$db_name\""
+  # Sorted bytewise, as the deployment's clusters are made (docker-compose.yml).
+  psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE \"$db_name\" TEMPLATE template0 LC_COLLATE 'C'"
   echo "run: created database $db_name"
 else
   echo "run: database $db_name exists: its data is kept"

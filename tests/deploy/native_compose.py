@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -49,6 +50,16 @@ def main(argv: list[str]) -> int:
         print(f"native_compose: unsupported command {opts.command}", file=sys.stderr)
         return 64
     return int(handler(opts.args) or 0)
+
+
+def _image_locale() -> dict[str, str]:
+    """The postgres image's own locale (its Dockerfile: LANG en_US.utf8), which initdb
+    takes for a new cluster unless POSTGRES_INITDB_ARGS say otherwise; where this host
+    lacks it (`locale -a`), the host's own."""
+    found = subprocess.run(["locale", "-a"], capture_output=True, text=True, check=False)
+    if "en_US.utf8" in found.stdout.split():
+        return {"LANG": "en_US.utf8", "LC_ALL": ""}
+    return {}
 
 
 def grace_seconds(value: str | None) -> float:
@@ -316,9 +327,12 @@ class Runtime:
                     f"--pwfile={pwfile}",
                     "--auth-local=trust",
                     "--auth-host=scram-sha-256",
+                    # The entrypoint appends these, word-split by the shell.
+                    *shlex.split(env.get("POSTGRES_INITDB_ARGS", "")),
                 ],
                 check=True,
                 capture_output=True,
+                env={**env, **_image_locale()},
             )
             pwfile.unlink()
             with (data / "pg_hba.conf").open("a") as hba:  # as the image: any host, password

@@ -6,16 +6,19 @@ the env file."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import yaml
 
 from app.settings import Settings
 from rotator.endpoint import endpoint_from_url
+from tests.e2e.private_stores import PrivatePostgres, deployment_initdb_args
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -228,6 +231,39 @@ def test_workers_point_at_node1(tmp_path: Path) -> None:
     assert worker["stop_signal"] == "SIGTERM"
     assert worker["stop_grace_period"] == "32m"
     assert "ports" not in worker
+
+
+def test_every_new_cluster_sorts_bytewise_with_utf8_character_classes(tmp_path: Path) -> None:
+    """The one-host file, node 1 and the GitLab job's service make their clusters alike,
+    and initdb with those options makes what the app is tested on, with the "C"
+    collation's fast comparisons: bytewise order (a UTF-8 string's code points), UTF-8
+    case mapping."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "node1").mkdir()
+    one_host = resolved(project(tmp_path / "one", SECRETS), "docker-compose.yml")
+    node1 = resolved(project(tmp_path / "node1", {**SECRETS, **NODES}), "compose/node1.yml")
+    job = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["test"]["variables"]
+    args = one_host["postgres"]["environment"]["POSTGRES_INITDB_ARGS"]
+    assert node1["postgres"]["environment"]["POSTGRES_INITDB_ARGS"] == args
+    assert job["POSTGRES_INITDB_ARGS"] == args
+    assert deployment_initdb_args() == shlex.split(args)
+
+    cluster = PrivatePostgres(locale_args=deployment_initdb_args()).init()
+    try:
+        with psycopg2.connect(cluster.dsn()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT datcollate, datctype, pg_encoding_to_char(encoding) FROM pg_database "
+                "WHERE datname = 'template1'"
+            )
+            assert cur.fetchone() == ("C", "C.UTF-8", "UTF8")
+            cur.execute(
+                "SELECT lower('ÜBER@MÜNCHEN.DE'), array_agg(v ORDER BY v) "
+                "FROM unnest(ARRAY['b', 'B', 'ä', 'a', 'z']) v"
+            )
+            assert cur.fetchone() == ("über@münchen.de", ["B", "a", "b", "z", "ä"])
+        conn.close()
+    finally:
+        cluster.destroy()
 
 
 def test_no_secret_is_written_in_a_compose_file() -> None:

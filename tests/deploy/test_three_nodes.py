@@ -236,6 +236,11 @@ def test_three_node_deploy_then_again_then_upgrade_then_rollback(cluster: Cluste
         cur.execute("SELECT version_num FROM alembic_version")
         heads = ScriptDirectory(str(ROOT / "app" / "migrations")).get_heads()
         assert [row[0] for row in cur.fetchall()] == heads
+        # Made as node1.yml's POSTGRES_INITDB_ARGS say, not in the image's en_US.utf8.
+        cur.execute(
+            "SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()"
+        )
+        assert cur.fetchone() == ("C", "C.UTF-8")
     assert set(pids(node1)) == {"postgres", "redis", "migrate", "api", "control", "beat"}
     assert set(pids(node2)) == set(pids(node3)) == {"worker"}
     # The workers on nodes 2 and 3 are Celery nodes of node 1's broker, by their names.

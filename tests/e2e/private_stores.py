@@ -13,12 +13,25 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg2
 import redis
 
 OPS_POSTGRES = Path(__file__).resolve().parents[2] / "ops" / "postgres"
+COMPOSE_FILE = OPS_POSTGRES.parents[1] / "docker-compose.yml"
+
+
+def deployment_initdb_args() -> list[str]:
+    """initdb's options for the deployment's clusters: POSTGRES_INITDB_ARGS of the
+    postgres service in docker-compose.yml (the image's entrypoint appends them)."""
+    import shlex
+
+    import yaml
+
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["postgres"]
+    return shlex.split(service["environment"]["POSTGRES_INITDB_ARGS"])
 
 
 def free_port() -> int:
@@ -118,14 +131,22 @@ class PrivatePostgres:
     initdb and the server refuse to run as root, so as root the cluster belongs to the
     `postgres` user."""
 
-    def __init__(self, server_options: str = "", *, durable: bool = False) -> None:
+    def __init__(
+        self,
+        server_options: str = "",
+        *,
+        durable: bool = False,
+        locale_args: Sequence[str] = ("--no-locale",),
+    ) -> None:
         """`server_options`: more `-c name=value` for the server (after the defaults, so
         they win), e.g. a `config_file` of the deployment's own. `durable`: keep fsync,
         synchronous commit and full-page writes as configured (a benchmark's server)
-        instead of turning them off for speed."""
+        instead of turning them off for speed. `locale_args`: initdb's locale options
+        (the deployment's are POSTGRES_INITDB_ARGS in docker-compose.yml)."""
         self.bindir = _postgres_bindir()
         self.server_options = server_options
         self.durable = durable
+        self.locale_args = list(locale_args)
         self.root = Path(tempfile.mkdtemp(prefix="sendfleet-drill-pg-"))
         self.datadir = self.root / "data"
         self.logfile = self.root / "postgres.log"
@@ -163,7 +184,7 @@ class PrivatePostgres:
     def init(self) -> PrivatePostgres:
         self._run(
             "initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-locale", "--no-sync",
+            "-E", "UTF8", "--no-sync", *self.locale_args,
         )  # fmt: skip
         return self.start()
 

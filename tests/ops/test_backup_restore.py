@@ -118,6 +118,16 @@ def _table_counts(url: str) -> dict[str, int]:
         conn.close()
 
 
+def _collation(url: str) -> str:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
 def _realistic_rows(app: Flask) -> None:
     with app.app_context():
         other = factories.create_client()
@@ -171,6 +181,7 @@ def test_backup_to_s3_restores_into_a_fresh_database_with_the_same_rows(
     assert restore.returncode == 0, restore.stderr
     assert f"fetched {dump.name}" in restore.stdout and "created database" in restore.stdout
     assert _table_counts(restored_url) == before
+    assert _collation(restored_url) == "C"  # whatever the cluster's default
 
     again = _script(
         "restore.sh", "--database-url", restored_url, "--from-s3", dump.name,
