@@ -30,6 +30,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_sentry(settings)
 
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.config.from_mapping(flask_config(settings))
     app.config.update(api_config())
     app.extensions["settings"] = settings

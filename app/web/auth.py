@@ -28,7 +28,7 @@ def _throttle() -> LoginThrottle:
 
 
 def _client_address() -> str:
-    # request.remote_addr: behind a proxy, the deployment sets ProxyFix so it is the client's.
+    # Behind TRUSTED_PROXIES proxies, ProxyFix (create_app) has made this the client's.
     return request.remote_addr or "unknown"
 
 

@@ -133,6 +133,12 @@ def test_one_host_services(tmp_path: Path) -> None:
     assert services["worker"]["environment"]["DATABASE_URL"] == (
         "postgresql://sendfleet:pg-secret@postgres:5432/sendfleet"
     )
+    # The api, published on loopback behind the host's TLS proxy, believes that one proxy's
+    # X-Forwarded-For; its other settings are every app service's.
+    assert services["api"]["environment"]["TRUSTED_PROXIES"] == "1"
+    api, worker = services["api"]["environment"], services["worker"]["environment"]
+    assert api["DATABASE_URL"] == worker["DATABASE_URL"]
+    assert "TRUSTED_PROXIES" not in services["worker"]["environment"]
 
 
 def test_sandbox_can_be_turned_off_in_the_env_file(tmp_path: Path) -> None:
@@ -189,6 +195,9 @@ def test_node1_binds_its_stores_to_the_private_address_only(tmp_path: Path) -> N
     )
     assert "worker" not in services
     assert services["api"]["image"] == NODES["SENDFLEET_IMAGE"]
+    assert services["api"]["environment"]["TRUSTED_PROXIES"] == "1"
+    api, control = services["api"]["environment"], services["control"]["environment"]
+    assert api["DATABASE_URL"] == control["DATABASE_URL"]
     assert_runs_the_shipped_postgres_configuration(services["postgres"], tmp_path)
 
 

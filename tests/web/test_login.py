@@ -164,3 +164,63 @@ def test_pages_carry_a_content_security_policy(client, user):
     response = client.get("/campaigns")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+PROXY = "172.18.0.1"  # what the API sees of every request that comes through the proxy
+
+
+@pytest.fixture
+def proxied_app(app, settings):
+    """The app as the compose files run it: one proxy in front (TRUSTED_PROXIES=1)."""
+    from app import create_app
+    from app.extensions import db
+
+    proxied = create_app(settings.model_copy(update={"trusted_proxies": 1}))
+    yield proxied
+    with proxied.app_context():
+        db.engine.dispose()
+
+
+def client_from(app, forwarded_for: str | None, remote: str = PROXY):
+    browser = app.test_client()
+    browser.environ_base["REMOTE_ADDR"] = remote
+    if forwarded_for is not None:
+        browser.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return browser
+
+
+def lock_out(app, forwarded_for: str | None, *, rotate_forged: bool = False) -> None:
+    """One past LOGIN_FREE_FAILURES_PER_ADDRESS wrong passwords from one client."""
+    for n in range(21):
+        header = f"10.9.8.{n}, {forwarded_for}" if rotate_forged else forwarded_for
+        sign_in(client_from(app, header), email=f"guess{n}@example.com", password="nope nope")
+
+
+def test_behind_a_trusted_proxy_one_clients_guesses_lock_that_client_only(proxied_app, user):
+    lock_out(proxied_app, "203.0.113.7")
+    refused = sign_in(client_from(proxied_app, "203.0.113.7"))
+    assert refused.status_code == 401
+    assert "Too many wrong passwords" in refused.get_data(as_text=True)
+    # Another client through the same proxy is not the attacker.
+    assert sign_in(client_from(proxied_app, "198.51.100.2")).status_code == 302
+
+
+def test_a_forged_forwarded_for_before_the_proxys_own_entry_changes_nothing(proxied_app, user):
+    # The client writes its own X-Forwarded-For; the proxy appends the address it saw, and
+    # only that last entry is believed.
+    lock_out(proxied_app, "203.0.113.7", rotate_forged=True)
+    assert sign_in(client_from(proxied_app, "10.9.8.99, 203.0.113.7")).status_code == 401
+    assert sign_in(client_from(proxied_app, "198.51.100.2")).status_code == 302
+
+
+def test_without_a_trusted_proxy_the_forwarded_for_header_is_not_believed(app, user):
+    # TRUSTED_PROXIES=0 (the default): a client that names a new address each time is still
+    # the one address it connects from, and is locked.
+    for n in range(21):
+        sign_in(
+            client_from(app, f"192.0.2.{n}", remote="203.0.113.9"),
+            email=f"guess{n}@example.com",
+            password="nope nope",
+        )
+    assert sign_in(client_from(app, "192.0.2.200", remote="203.0.113.9")).status_code == 401
+    assert sign_in(client_from(app, None, remote="198.51.100.3")).status_code == 302
