@@ -158,12 +158,30 @@ def test_monitoring_services_mount_the_operations_files(tmp_path: Path) -> None:
         for name in ("prometheus", "alertmanager", "grafana")
     }
     assert {"ops/prometheus/prometheus.yml", "ops/prometheus/rules"} <= mounts["prometheus"]
-    assert "ops/alertmanager/alertmanager.yml" in mounts["alertmanager"]
+    assert {"ops/alertmanager/alertmanager.yml", "ops/alertmanager/run.sh"} <= mounts[
+        "alertmanager"
+    ]
     assert {"ops/grafana/provisioning", "ops/grafana/dashboards"} <= mounts["grafana"]
     for name in ("prometheus", "alertmanager", "grafana"):
         assert yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][name][
             "profiles"
         ] == ["monitoring"]
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("compose/node1.yml",)])
+def test_alertmanager_takes_the_telegram_settings_of_the_env_file(
+    tmp_path: Path, files: tuple[str, ...]
+) -> None:
+    telegram = {"TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_CHAT_ID": "-100123"}
+    where = project(tmp_path, {**SECRETS, **NODES, **telegram})
+    alertmanager = resolved(where, *files, profile="monitoring")["alertmanager"]
+    assert alertmanager["entrypoint"] == ["/bin/sh", "/etc/alertmanager/run.sh"]
+    environment = alertmanager["environment"]
+    assert {k: environment[k] for k in telegram} == telegram
+    assert environment["TELEGRAM_API_BASE"] == "https://api.telegram.org"
+    # Only what run.sh needs: no database or Redis password.
+    assert set(environment) == {*telegram, "TELEGRAM_API_BASE", "ALERTMANAGER_RUN_DIR"}
+    assert "env_file" not in alertmanager
 
 
 @pytest.mark.parametrize(
