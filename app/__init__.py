@@ -33,8 +33,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+        # The address only (ProxyFix believes X-Forwarded-Proto unless told not to): a
+        # request made "secure" turns on Flask-WTF's strict Referer check, which a proxy
+        # that rewrites Host (nginx's default) or drops the Referer fails on every form.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0
+        )
     app.config.from_mapping(flask_config(settings))
     app.config.update(api_config())
     app.extensions["settings"] = settings

@@ -74,10 +74,10 @@ class Settings(BaseSettings):
     login_free_failures_per_account: int = Field(5, ge=1)
     login_free_failures_per_address: int = Field(20, ge=1)
     login_lockout_max_seconds: int = Field(900, ge=1)
-    # Reverse proxies in front of the API whose X-Forwarded-For and X-Forwarded-Proto are
-    # believed (werkzeug's ProxyFix), so the lock-out keys on the client's address, not the
-    # proxy's (which would lock every user out at once). 0: the headers are ignored, as
-    # they must be when clients reach the API directly (they could pick any address).
+    # Reverse proxies in front of the API whose X-Forwarded-For is believed (werkzeug's
+    # ProxyFix), so the lock-out keys on the client's address, not the proxy's (which
+    # would lock every user out at once). 0: the header is ignored, as it must be when
+    # clients reach the API directly (they could pick any address).
     trusted_proxies: int = Field(0, ge=0, le=5)
     # Where the new-campaign wizard keeps an uploaded CSV between its steps (a day at most);
     # unset: <system temp dir>/sendfleet-uploads.

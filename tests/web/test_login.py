@@ -224,3 +224,16 @@ def test_without_a_trusted_proxy_the_forwarded_for_header_is_not_believed(app, u
         )
     assert sign_in(client_from(app, "192.0.2.200", remote="203.0.113.9")).status_code == 401
     assert sign_in(client_from(app, None, remote="198.51.100.3")).status_code == 302
+
+
+def test_behind_a_proxy_that_rewrites_host_a_sign_in_still_passes_csrf(proxied_app, user):
+    # nginx's default: Host becomes the upstream's, X-Forwarded-Proto says https. Only the
+    # address is believed, so the request is not "secure" and Flask-WTF's strict Referer
+    # check (which would compare the public name with the upstream's) stays off.
+    browser = client_from(proxied_app, "198.51.100.2")
+    browser.environ_base.update(
+        HTTP_HOST="127.0.0.1:8000",
+        HTTP_X_FORWARDED_PROTO="https",
+        HTTP_REFERER="https://sendfleet.example.com/login",
+    )
+    assert sign_in(browser).status_code == 302
