@@ -6,10 +6,12 @@ the dispatcher places each account's sends ahead, 10 s apart for an account limi
 minute, and their moments pass unsent. When the send worker starts, the stale ones are not
 sent at once: each goes back and is placed again after the ones that kept their places. At
 the servers: no 60 s holds more than 6 of one account, and its sends are spread across the
-minute, 10 s apart."""
+minute, 10 s apart. And a send worker whose host clock is off (libfaketime) still sends at
+each moment as Redis's clock, the limiter's, places it."""
 
 from __future__ import annotations
 
+import glob
 import itertools
 import time
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from tests.smtp_server import ScriptedSMTPServer
 
 PER_MINUTE = 6
 PER_ACCOUNT = 5
+FAKETIME_LIB = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
 
 
 @pytest.fixture
@@ -96,3 +99,58 @@ def test_a_backlog_goes_out_within_the_limit_and_paced_once_a_worker_starts(
         assert min(gaps) >= 60 / PER_MINUTE - 1.0, (account.id, gaps)
         assert times[0] >= started
     assert sum(len(s.received) for s in servers) == len(emails)
+
+
+@pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime is not installed (ops/dev/debs.txt)")
+@pytest.mark.parametrize("clock_off", ["+1.5", "-0.8"])
+def test_a_send_worker_whose_clock_is_off_still_sends_at_each_moment(
+    settings_env: dict[str, str], app: Any, factory: Any, servers: list[ScriptedSMTPServer],
+    tmp_path: Path, clock_off: str,
+) -> None:  # fmt: skip
+    # 12 a minute: the dispatcher places the sends 5 s apart, on Redis's clock. By its own
+    # clock a worker 1.5 s ahead would send each 1.5 s early. One 0.8 s behind starts each
+    # task that late (Celery keeps ETAs by the host's clock): within the 1 s tolerance.
+    server = servers[0]
+    factory.create_account(
+        **smtp_account(server), email="sender@brand.example", per_minute_limit=12,
+        daily_limit=1000,
+    )  # fmt: skip
+    campaign = factory.create_campaign(status="running")
+    emails = [f"c{i}@d{i}.example" for i in range(5)]
+    factory.create_recipients(campaign, emails)
+
+    stack = make_stack(settings_env, tmp_path)
+    try:
+        stack.start_worker("control", queues="sendfleet.dispatch")
+        stack.start_beat()
+        stack.env = {
+            **stack.env,
+            "LD_PRELOAD": FAKETIME_LIB or "",
+            "FAKETIME": clock_off,
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+        stack.start_worker("sender", queues="sendfleet.send")
+        wait_until(settled(campaign.id), 120, "the campaign to be sent")
+    finally:
+        stack.stop()
+
+    assert status_counts(campaign.id) == {"sent": len(emails)}
+    db.session.rollback()
+    moments = {
+        r.email: r.slot_at.timestamp()
+        for r in db.session.execute(
+            select(Recipient.email, Recipient.slot_at).where(Recipient.campaign_id == campaign.id)
+        )
+    }
+    arrivals = {m.recipients[0]: m.received_at for m in server.received}
+    assert sorted(arrivals) == sorted(emails)
+    for email, arrived in arrivals.items():
+        # Never before its moment, nor later than the tolerance (and the SMTP exchange).
+        assert -0.05 <= arrived - moments[email] < 1.2, (email, arrived - moments[email])
+    if clock_off.startswith("+"):  # a worker ahead waits for each moment by Redis's clock,
+        assert max(arrivals[e] - moments[e] for e in emails) < 0.5
+        # and says its clock is off (by a second or more).
+        assert "send.clock_offset" in stack.log("sender")
+    gaps = [b - a for a, b in itertools.pairwise(sorted(arrivals.values()))]
+    assert min(gaps) >= 60 / 12 - 1.0, gaps
+    assert "send.placed_again" not in stack.log("sender")

@@ -1,0 +1,76 @@
+"""The limiter's clock, as a send process reads it.
+
+Every send's moment (recipients.slot_at) is placed on Redis's clock: limiter.lua scores
+its windows by Redis TIME. A send worker on another node waits for those moments by its
+own clock, so a worker whose clock is off by s seconds would send s seconds early or late,
+and two workers off in different directions could put one account's sends closer together
+than its limit allows, as the receiving server sees them. So a send process keeps its
+offset from Redis's clock, measured with one TIME round trip (accurate to half of it) and
+refreshed every REFRESH_SECONDS, and waits by Redis's clock. NTP on the nodes still
+matters (logs, TLS); this keeps the limits from depending on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final, Protocol
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS: Final = 60.0
+# An offset this large is worth telling the operator about (once per measurement).
+WARN_SECONDS: Final = 1.0
+
+
+class _TimeSource(Protocol):
+    def time(self) -> tuple[int, int]: ...
+
+
+class RedisClock:
+    def __init__(self, redis: _TimeSource, refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self._redis = redis
+        self._refresh = refresh_seconds
+        self._offset = 0.0
+        self._measured_at: float | None = None  # time.monotonic() of the last measurement
+
+    def now(self) -> float:
+        """Redis's time now, as a Unix timestamp."""
+        return time.time() + self.offset()
+
+    def to_local(self, at: float) -> float:
+        """A moment on Redis's clock as this host's clock shows it (a Celery ETA)."""
+        return at - self.offset()
+
+    def offset(self) -> float:
+        """Seconds to add to this host's clock to read Redis's."""
+        due = self._measured_at is None or time.monotonic() - self._measured_at >= self._refresh
+        if due:
+            self._measure()
+        return self._offset
+
+    def _measure(self) -> None:
+        try:
+            before = time.time()
+            seconds, micros = self._redis.time()
+            after = time.time()
+        except Exception:  # Redis away: the last offset stands; sends fail on it anyway
+            log.warning("send.clock_unmeasured", exc_info=True)
+            self._measured_at = time.monotonic()
+            return
+        self._offset = seconds + micros / 1e6 - (before + after) / 2
+        self._measured_at = time.monotonic()
+        if abs(self._offset) >= WARN_SECONDS:
+            log.warning(
+                "send.clock_offset",
+                extra={"offset_seconds": round(self._offset, 3), "round_trip": after - before},
+            )
+
+
+def clock_of(extensions: dict[str, object]) -> RedisClock:
+    """The process's clock, kept beside its Redis client (the Flask app's extensions)."""
+    clock = extensions.get("redis_clock")
+    if not isinstance(clock, RedisClock):
+        clock = RedisClock(extensions["redis"])  # type: ignore[arg-type]
+        extensions["redis_clock"] = clock
+    return clock
