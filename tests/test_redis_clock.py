@@ -116,3 +116,41 @@ def test_a_send_past_its_moment_by_more_than_the_tolerance_is_late_whatever_the_
     clock = RedisClock(redis_client)
     assert slots_at(redis_now(redis_client) - 1.5, clock).timing(1) is Timing.LATE
     assert slots_at(redis_now(redis_client) - 0.5, clock).timing(1) is Timing.NOW
+
+
+def test_a_host_clock_off_by_a_second_or_more_alerts_the_on_call_once(
+    app, redis_client, host_clock_off, monkeypatch
+) -> None:
+    from worker.jobs import alerts, redis_clock
+
+    told: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        alerts.current_celery, "send_task", lambda name, args, queue: told.append(tuple(args))
+    )
+    settings = app.extensions["settings"].model_copy(
+        update={"telegram_bot_token": "1:x", "telegram_chat_id": "-100"}
+    )
+    monkeypatch.setitem(app.extensions, "settings", settings)
+    host_clock_off(-3.0)
+    with app.app_context():
+        app.extensions.pop("redis_clock", None)
+        clock = redis_clock.clock_of(app.extensions)
+        assert clock.offset() == pytest.approx(3.0, abs=0.05)
+        clock._measure()  # measured again: deduplicated per host
+        app.extensions.pop("redis_clock", None)
+    [(text, chat)] = told
+    assert chat == "-100"
+    assert "3.0 s behind Redis's" in text and "NTP" in text
+    host = redis_clock.socket.gethostname()
+    assert redis_client.exists(f"sf:alert:clock-offset:{host}")
+
+
+def test_a_clock_within_a_second_alerts_no_one(app, redis_client, host_clock_off) -> None:
+    from worker.jobs import redis_clock
+
+    host_clock_off(0.4)
+    with app.app_context():
+        app.extensions.pop("redis_clock", None)
+        assert redis_clock.clock_of(app.extensions).offset() == pytest.approx(-0.4, abs=0.05)
+        app.extensions.pop("redis_clock", None)
+    assert not redis_client.keys("sf:alert:clock-offset:*")
