@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.settings import Settings
 from tests import redis_urls
+from tests.bot_api import BotApiStandIn
 
 PG_ADMIN_DSN = os.environ.get("SENDFLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = redis_urls.APP_URL
@@ -42,7 +43,7 @@ def _admin_exec(sql: str) -> None:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     # Sorted bytewise, as the deployment's clusters are made (docker-compose.yml).
-    _admin_exec(f'CREATE DATABASE "{TEST_DB_NAME}" TEMPLATE template0 LC_COLLATE \'C\'')
+    _admin_exec(f"CREATE DATABASE \"{TEST_DB_NAME}\" TEMPLATE template0 LC_COLLATE 'C'")
     base = PG_ADMIN_DSN.rsplit("/", 1)[0]
     try:
         yield f"{base}/{TEST_DB_NAME}"
@@ -285,3 +286,11 @@ def groups_of_3(app, settings, monkeypatch):
     monkeypatch.setitem(
         app.extensions, "settings", settings.model_copy(update={"send_claim_group": 3})
     )
+
+
+@pytest.fixture
+def bot_api() -> Iterator[BotApiStandIn]:
+    """A Telegram Bot API stand-in on a real port (tests/bot_api.py), answering "ok"."""
+    api = BotApiStandIn()
+    yield api
+    api.close()

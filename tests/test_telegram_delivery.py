@@ -5,22 +5,13 @@ a Bot API that hangs costs one bounded timeout, refusals for good are dropped.""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
 
-from tests.bot_api import BotApiStandIn
 from worker import tasks
 from worker.jobs import telegram
 from worker.jobs.telegram import DOWN_KEY, deliver, retry_delay
-
-
-@pytest.fixture
-def bot_api() -> Iterator[BotApiStandIn]:
-    api = BotApiStandIn()
-    yield api
-    api.close()
 
 
 @pytest.fixture

@@ -43,22 +43,24 @@ def image_path(tmp_path: Path) -> str:
     return str(folder)
 
 
+def image_env(image_path: str, tmp_path: Path, **more: str) -> dict[str, str]:
+    """run.sh's environment as the container has it, with the template where it is here."""
+    return {
+        "PATH": image_path,
+        "ALERTMANAGER_TEMPLATE": str(OPS / "alertmanager.yml"),
+        "ALERTMANAGER_RUN_DIR": str(tmp_path / "run"),
+        **more,
+    }
+
+
 def run_sh(
     image_path: str, tmp_path: Path, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [f"{image_path}/sh", str(OPS / "run.sh"), *args],
-        env={"PATH": image_path, "ALERTMANAGER_TEMPLATE": str(OPS / "alertmanager.yml"),
-             "ALERTMANAGER_RUN_DIR": str(tmp_path / "run"), **env},
+        env=image_env(image_path, tmp_path, **env),
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-
-
-@pytest.fixture
-def bot_api() -> Iterator[BotApiStandIn]:
-    stand_in = BotApiStandIn()
-    yield stand_in
-    stand_in.close()
 
 
 @pytest.fixture
@@ -68,11 +70,10 @@ def alertmanager(tmp_path: Path, bot_api: BotApiStandIn, image_path: str) -> Ite
     process = subprocess.Popen(
         [f"{image_path}/sh", str(OPS / "run.sh"), f"--web.listen-address=127.0.0.1:{port}",
          f"--storage.path={tmp_path / 'data'}", "--cluster.listen-address="],
-        env={"PATH": image_path, "ALERTMANAGER_TEMPLATE": str(OPS / "alertmanager.yml"),
-             "ALERTMANAGER_RUN_DIR": str(tmp_path / "run"),
-             "ALERTMANAGER_BIN": shutil.which("prometheus-alertmanager") or "",
-             "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": CHAT,
-             "TELEGRAM_API_BASE": bot_api.base},
+        env=image_env(image_path, tmp_path,
+                      ALERTMANAGER_BIN=shutil.which("prometheus-alertmanager") or "",
+                      TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_CHAT_ID=CHAT,
+                      TELEGRAM_API_BASE=bot_api.base),
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
