@@ -15,7 +15,8 @@
 #   ops/entrypoint.sh drain ROLE    a worker stops taking tasks and finishes what it holds
 #
 # Settings come from the environment (app/settings.py); the few read here are:
-#   API_BIND (0.0.0.0:8000), API_WORKERS (2), LOG_LEVEL (INFO),
+#   API_BIND (0.0.0.0:8000), API_WORKERS (2), API_THREADS (4: requests at once per worker),
+#   LOG_LEVEL (INFO),
 #   BEAT_SCHEDULE_FILE (/tmp/sendfleet-celerybeat-schedule), DRAIN_TIMEOUT_SECONDS (1860: a
 #   send task's soft limit SEND_TASK_TIME_LIMIT_SECONDS, 1800, plus its hard minute).
 set -euo pipefail
@@ -28,6 +29,7 @@ fi
 
 API_BIND=${API_BIND:-0.0.0.0:8000}
 API_WORKERS=${API_WORKERS:-2}
+API_THREADS=${API_THREADS:-4}
 LOG_LEVEL=${LOG_LEVEL:-INFO}
 BEAT_SCHEDULE_FILE=${BEAT_SCHEDULE_FILE:-/tmp/sendfleet-celerybeat-schedule}
 DRAIN_TIMEOUT_SECONDS=${DRAIN_TIMEOUT_SECONDS:-1860}
@@ -111,7 +113,13 @@ case "$role" in
     fi
     ;;
   api)
-    exec gunicorn 'app:create_app()' --bind "$API_BIND" --workers "$API_WORKERS" --preload --no-control-socket \
+    # Threaded workers: a request may take longer than the worker timeout (a CSV upload over
+    # a slow link through a proxy that streams it, Caddy's default) without the worker being
+    # killed mid-request, and a slow upload leaves the other threads answering; a sync worker
+    # is one request at a time and is killed when one takes 30 s. Imports still take turns
+    # within a worker (app/services/import_slots.py).
+    exec gunicorn 'app:create_app()' --bind "$API_BIND" --workers "$API_WORKERS" \
+      --worker-class gthread --threads "$API_THREADS" --preload --no-control-socket \
       --access-logfile - "$@"
     ;;
   worker)

@@ -7,19 +7,15 @@ would end the other's session."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.gunicorn_api import ROOT, get, start_api, stop_api
 
 # The project's gunicorn.conf.py, plus a master that uses the database once before it forks:
 # its pooled connection is what the workers must not share.
@@ -39,37 +35,9 @@ def when_ready(server):
 """
 
 
-def _start(env: dict[str, str], log: Path, config: Path) -> tuple[subprocess.Popen[bytes], int]:
-    process = subprocess.Popen(
-        ["bash", "ops/entrypoint.sh", "api", "--config", str(config)],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        text = log.read_text(errors="replace")
-        port = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
-        if port and text.count("Booting worker") >= 2:
-            return process, int(port.group(1))
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError(f"gunicorn did not start:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 def _health(port: int) -> tuple[int, dict[str, str]]:
-    # A new connection each time, so the kernel hands requests to either worker.
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/api/v1/health", headers={"Connection": "close"})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    status, body = get(port, "/api/v1/health")
+    return status, json.loads(body)
 
 
 def _sockets_to(pid: int, port: int) -> set[int]:
@@ -97,7 +65,7 @@ def test_each_preloaded_worker_reaches_the_database_and_redis_on_its_own(
         "LOG_LEVEL": "INFO",
     }
     log = tmp_path / "gunicorn.log"
-    process, port = _start(env, log, config)
+    process, port = start_api(env, log, "--config", str(config))
     try:
         workers = [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log.read_text())]
         assert len(workers) == 2
@@ -127,5 +95,4 @@ def test_each_preloaded_worker_reaches_the_database_and_redis_on_its_own(
         assert process.poll() is None and answers >= 2
         assert "Traceback" not in log.read_text()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
+        stop_api(process)

@@ -4,6 +4,7 @@ more recipients later, state changes by conditional UPDATE, counts and recipient
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, BinaryIO
 
 from sqlalchemy import exists, func, select, true, update
@@ -21,6 +22,7 @@ from app.models import (
 )
 from app.services import imports, recipient_counts
 from app.services.clients import default_client_id, owner
+from app.services.import_slots import import_turn
 from app.services.templating import campaign_templates, check_templates
 from app.settings import Settings
 from rotator.templates import CompiledTemplates
@@ -53,6 +55,22 @@ def create_campaign(
     """The campaign, its recipients (from `csv`, else `data["recipients"]`) and the
     template checks of app.services.templating. The caller's transaction holds it all:
     any error leaves nothing behind."""
+    importing = csv is not None or bool(data.get("recipients"))
+    with import_turn() if importing else nullcontext():
+        return _create_campaign(
+            session, data, settings, csv=csv, email_column=email_column, client_id=client_id
+        )
+
+
+def _create_campaign(
+    session: Session,
+    data: Mapping[str, Any],
+    settings: Settings,
+    *,
+    csv: BinaryIO | None,
+    email_column: str | None,
+    client_id: int | None,
+) -> tuple[Campaign, imports.ImportReport]:
     templates = campaign_templates(
         settings, data["subject"], data["body_text"], data.get("body_html")
     )
@@ -99,6 +117,28 @@ def add_recipients(
 ) -> imports.ImportReport:
     """More recipients, checked against the templates as at creation; a template problem
     these recipients would hit at send time is a 422 and nothing is added."""
+    with import_turn():  # before the campaign's lock (app.services.import_slots)
+        return _add_recipients(
+            session,
+            campaign_id,
+            settings,
+            csv=csv,
+            rows=rows,
+            email_column=email_column,
+            client_id=client_id,
+        )
+
+
+def _add_recipients(
+    session: Session,
+    campaign_id: int,
+    settings: Settings,
+    *,
+    csv: BinaryIO | None,
+    rows: Sequence[Mapping[str, Any]],
+    email_column: str | None,
+    client_id: int | None,
+) -> imports.ImportReport:
     # The importer's lock (FOR NO KEY UPDATE), taken first here: a concurrent cancel or
     # import waits for this one instead of racing it.
     status = session.execute(
@@ -133,6 +173,18 @@ def import_file(
 ) -> imports.ImportReport:
     """`flask import`: a local CSV file, bounded by import_max_rows only (not by the
     upload limit import_max_bytes), with the same template checks as the API."""
+    with import_turn():
+        return _import_file(session, campaign_id, stream, settings, email_column=email_column)
+
+
+def _import_file(
+    session: Session,
+    campaign_id: int,
+    stream: BinaryIO,
+    settings: Settings,
+    *,
+    email_column: str | None,
+) -> imports.ImportReport:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")
