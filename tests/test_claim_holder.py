@@ -65,7 +65,7 @@ def test_a_started_batch_holds_its_queued_rows_and_its_claim_names_the_process(
     assert {rows[e].claimed_by for e in emails} == {me}  # who sent it, for the record
 
 
-def test_a_batch_that_fails_gives_its_rows_up_to_the_age_rules(
+def test_a_batch_that_fails_after_a_send_gives_its_rows_up_to_the_age_rules(
     app, factory, smtp_server, settings, monkeypatch, one_claim_at_a_time
 ):
     """The process lives on, so its heartbeat would keep recovery away from rows it will
@@ -75,21 +75,48 @@ def test_a_batch_that_fails_gives_its_rows_up_to_the_age_rules(
     factory.create_recipients(campaign, ["a@example.org", "b@example.org"])
     result = dispatch(app)
 
-    def broken(self, claimed, batch_result, **kwargs):
-        raise RuntimeError("a bug between claim and outcome")
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug between the server's reply and the outcome")
 
-    monkeypatch.setattr(sender.Sender, "deliver", broken)
+    monkeypatch.setattr(sender, "classify_reply", broken)
     with pytest.raises(RuntimeError):
         send_batches(app, result)
     rows = _rows()
+    # "a" was handed to the server: whether it arrived is not known here.
     assert (rows["a@example.org"].status, rows["a@example.org"].claimed_by) == ("sending", None)
     assert (rows["b@example.org"].status, rows["b@example.org"].claimed_by) == ("queued", None)
-    assert smtp_server.received == []
+    assert [r for m in smtp_server.received for r in m.recipients] == ["a@example.org"]
     later = datetime.now(UTC) + timedelta(
         seconds=max(settings.send_lease_seconds, settings.queued_stale_seconds) + 5
     )
     recovered = _recover(app, now=later)
     assert recovered.unknown == {campaign.id: 1} and recovered.requeued == 1
+
+
+def test_a_batch_that_fails_before_a_send_gives_the_claimed_row_back_unsent(
+    app, factory, smtp_server, settings, monkeypatch, one_claim_at_a_time
+):
+    factory.create_account(**smtp_account(smtp_server))
+    campaign = factory.create_campaign(status="running")
+    factory.create_recipients(campaign, ["a@example.org", "b@example.org"])
+    result = dispatch(app)
+
+    def broken(self, claimed, batch_result, **kwargs):
+        raise RuntimeError("a bug between claim and send")
+
+    monkeypatch.setattr(sender.Sender, "deliver", broken)
+    with pytest.raises(RuntimeError):
+        send_batches(app, result)
+    rows = _rows()
+    # "a" was claimed but never reached the server: queued again with its attempt undone,
+    # not left `sending` for recovery to call `unknown`.
+    assert {(r.status, r.claimed_by, r.attempts) for r in rows.values()} == {("queued", None, 0)}
+    assert smtp_server.received == []
+    later = datetime.now(UTC) + timedelta(
+        seconds=max(settings.send_lease_seconds, settings.queued_stale_seconds) + 5
+    )
+    recovered = _recover(app, now=later)
+    assert not recovered.unknown and recovered.requeued == 2
 
 
 def test_handed_back_and_newly_queued_rows_have_no_holder(app, factory, smtp_server):

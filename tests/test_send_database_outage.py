@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Recipient
 from tests.conftest import PG_ADMIN_DSN
-from tests.pipeline import dispatch, send_batches, smtp_account
+from tests.pipeline import dispatch, run_until_idle, send_batches, smtp_account
 
 KILL_OTHERS = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -125,3 +125,91 @@ def test_a_send_task_that_cannot_reach_the_database_is_retried_not_dropped(app, 
         outcome = tasks.send_batch.apply(args=[7, [1, 2]])
     assert outcome.successful(), outcome.traceback
     assert calls == [(7, [1, 2])] * 3
+
+
+class LostCommitAnswer:
+    """The commit after the batch's second claim is made by the server, then fails on the
+    worker's side as when the connection is cut between the two (PostgreSQL's fast
+    shutdown ends a session that has just committed): the claimed rows are `sending` in
+    the database while the worker believes the claim failed."""
+
+    def __init__(self, monkeypatch, error: Exception) -> None:
+        from sqlalchemy.orm import Session
+
+        from worker.jobs.sender import Sender
+
+        self.claims = 0
+        self.cut = False
+        real_claim, real_commit = Sender.claim_group, Session.commit
+
+        def claim_group(sender, ids, *, finished=()):
+            claimed = real_claim(sender, ids, finished=finished)
+            self.claims += 1
+            return claimed
+
+        def commit(session):
+            real_commit(session)
+            if self.claims == 2 and not self.cut:
+                self.cut = True
+                raise error
+
+        monkeypatch.setattr(Sender, "claim_group", claim_group)
+        monkeypatch.setattr(Session, "commit", commit)
+
+
+def _rows():
+    db.session.rollback()
+    return {
+        r.email: (r.status, r.attempts, r.claimed_by)
+        for r in db.session.execute(select(Recipient)).scalars()
+    }
+
+
+SEVEN = [f"r{i}@to.example" for i in range(7)]
+
+
+def test_a_claim_committed_as_the_connection_dropped_goes_back_unsent_not_unknown(
+    app, factory, smtp_server, groups_of_3, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    factory.create_account(**smtp_account(smtp_server), per_minute_limit=1000)
+    factory.create_running_campaign(SEVEN)
+    lost = LostCommitAnswer(
+        monkeypatch, OperationalError("COMMIT", {}, Exception("server closed the connection"))
+    )
+    [outcome] = send_batches(app, dispatch(app))
+    assert lost.cut
+    rows = _rows()
+    # The first group went out; the second was claimed (durably) but never sent: back to
+    # pending with its attempt undone, like the rest of the batch. Before, those three stayed
+    # `sending` under a live worker for ever, then `unknown` once it stopped: lost.
+    assert [rows[e][0] for e in SEVEN] == ["sent"] * 3 + ["pending"] * 4, rows
+    assert all(rows[e][1:] == (0, None) for e in SEVEN[3:]), rows
+    assert outcome.handed_back == 4
+    assert sorted(r for m in smtp_server.received for r in m.recipients) == SEVEN[:3]
+
+    monkeypatch.undo()
+    run_until_idle(app)
+    assert {e: rows[0] for e, rows in _rows().items()} == dict.fromkeys(SEVEN, "sent")
+    received = Counter(r for m in smtp_server.received for r in m.recipients)
+    assert received == dict.fromkeys(SEVEN, 1)
+
+
+def test_an_error_of_ours_after_a_claim_leaves_its_unsent_rows_queued_for_recovery(
+    app, factory, smtp_server, groups_of_3, monkeypatch
+):
+    import pytest
+
+    factory.create_account(**smtp_account(smtp_server), per_minute_limit=1000)
+    factory.create_running_campaign(SEVEN)
+    LostCommitAnswer(monkeypatch, RuntimeError("a bug of ours right after the claim"))
+    with pytest.raises(RuntimeError):
+        send_batches(app, dispatch(app))
+    monkeypatch.undo()
+    rows = _rows()
+    assert [rows[e][0] for e in SEVEN] == ["sent"] * 3 + ["queued"] * 4, rows
+    # Released to recovery as queued rows (which go back to pending), not as `sending` ones
+    # (which recovery must call `unknown`).
+    assert all(rows[e][1:] == (0, None) for e in SEVEN[3:]), rows
+    assert sorted(r for m in smtp_server.received for r in m.recipients) == SEVEN[:3]

@@ -69,7 +69,7 @@ def test_an_outcome_that_is_not_plain_success_ends_its_group(
     assert [smtp_server.attempts(e) for e in emails] == [1] * 5
 
 
-def test_a_process_that_fails_mid_group_leaves_at_most_the_group_sending(
+def test_an_error_mid_group_gives_back_the_rows_it_did_not_send(
     app, factory, smtp_server, groups_of_3, monkeypatch
 ):
     factory.create_account(**smtp_account(smtp_server))
@@ -91,8 +91,12 @@ def test_a_process_that_fails_mid_group_leaves_at_most_the_group_sending(
     rows = _rows()
     statuses = [rows[e].status for e in emails]
     # The first went out and its reply is written all the same; the rest of the claimed
-    # group is left `sending` to recovery (at most the group), nothing of the next group
-    # was claimed.
-    assert statuses == ["sent"] + ["sending"] * 2 + ["queued"] * 3
+    # group was never handed to the server, so it goes back to queued (its attempt undone)
+    # instead of staying `sending`, which recovery would call `unknown`; nothing of the next
+    # group was claimed. All of it is released to recovery, which returns queued rows to
+    # pending. (A process killed outright leaves its claimed group `sending`: at most
+    # SEND_CLAIM_GROUP rows, tests/e2e.)
+    assert statuses == ["sent"] + ["queued"] * 5
     assert {rows[e].claimed_by for e in emails[1:]} == {None}
+    assert [rows[e].attempts for e in emails] == [1] + [0] * 5
     assert len(smtp_server.received) == 1

@@ -95,13 +95,16 @@ def _send_batch(
         session.commit()
         run.send_all()
     except OperationalError:
-        # The database went away: nothing more is sent; the outcomes held in memory are
-        # written once it is back (within the send lease), the rest goes back to pending.
+        # The database went away: nothing more is sent; once it is back (within the send
+        # lease) the outcomes held in memory are written, the rows claimed but never sent
+        # go back (a claim whose commit the server made while the answer was lost among
+        # them) and the rest goes back to pending.
         log.warning("send.database_unreachable", extra={"account_id": account_id})
         try:
             unwritten = run.unwritten
-            write = (lambda: sender.write(unwritten)) if unwritten else None
-            result.handed_back += after_outage(session, settings, write, account_id, recipient_ids)
+            result.handed_back += after_outage(
+                session, settings, lambda: _settle(sender, unwritten), account_id, recipient_ids
+            )
         except BaseException:
             release_held(session, sender.holder, recipient_ids)
             raise
@@ -113,14 +116,21 @@ def _send_batch(
     return result
 
 
+def _settle(sender: Sender, unwritten: list[Delivery]) -> None:
+    """What a batch cut short owes the database: the replies the servers already gave,
+    and every row it claimed without sending back to queued."""
+    if unwritten:
+        sender.write(unwritten)
+    sender.unclaim_unattempted()
+
+
 def _write_what_was_sent(session: Session, sender: Sender, unwritten: list[Delivery]) -> None:
     """After an error of ours (or Redis's) mid-batch, the replies the servers already gave
     are still written when the database answers, so those rows are not left to become
-    `unknown`."""
-    if not unwritten:
-        return
+    `unknown`, and the rows claimed but never sent go back to queued (then to pending with
+    the rest of the batch, by recovery, once released)."""
     try:
-        sender.write(unwritten)
+        _settle(sender, unwritten)
         session.commit()
     except Exception:  # the original error is the news; recovery has these rows
         session.rollback()

@@ -58,21 +58,21 @@ def release_held(session: Session, holder: str, ids: list[int]) -> None:
 def after_outage(
     session: Session,
     settings: Settings,
-    write_outcome: Callable[[], object] | None,
+    settle: Callable[[], object],
     account_id: int,
     recipient_ids: list[int],
 ) -> int:
     """Retries, with backoff for up to SEND_LEASE_SECONDS (the heartbeat keeps this
-    process's rows its own meanwhile), writing the outcome the server already gave and
-    handing the batch's still-queued rows back. Past the lease the error propagates and
-    the rows are left to recovery."""
+    process's rows its own meanwhile), `settle` (the outcomes the servers already gave, the
+    rows claimed but never sent back to queued) and handing the batch's queued rows back,
+    in one transaction. Past the lease the error propagates and the rows are left to
+    recovery."""
     deadline = time.monotonic() + settings.send_lease_seconds
     delay = OUTAGE_FIRST_DELAY
     while True:
         try:
             session.rollback()
-            if write_outcome is not None:
-                write_outcome()
+            settle()
             handed = hand_back(session, settings, account_id, recipient_ids)
             session.commit()
         except OperationalError:
@@ -83,9 +83,8 @@ def after_outage(
             continue
         log.warning(
             "send.database_back",
-            extra={"account_id": account_id, "outcome_written": write_outcome is not None,
-                   "handed_back": handed},
-        )  # fmt: skip
+            extra={"account_id": account_id, "handed_back": handed},
+        )
         return handed
 
 

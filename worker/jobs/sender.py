@@ -85,6 +85,11 @@ class Sender:
         # (its Message-ID, its bytes or why it could not be built).
         self._built_ahead: tuple[str, bytes | Exception] | None = None
         self.failures_known_zero = account.consecutive_failures == 0
+        # Rows whose claim this batch may have committed, and those of them whose message
+        # has gone to the SMTP server (from the moment its data is handed over): a claimed
+        # row outside the second set was never sent, whatever failed, so it may go back.
+        self.claimed: set[int] = set()
+        self.attempted: set[int] = set()
         # Beating before the first row is marked as held by this process.
         self.holder = ensure_beating(settings)
 
@@ -116,6 +121,9 @@ class Sender:
         else:
             rows = _CLAIM_GROUP.execute(self.session, values)
         by_id = {row.id: row for row in rows}
+        # Before the commit: a commit the server made but whose answer was lost (the
+        # connection cut just then) leaves these `sending`.
+        self.claimed.update(by_id)
         return [
             Claimed(
                 sent=Sent(
@@ -164,12 +172,20 @@ class Sender:
 
     def unclaim(self, claimed: list[Claimed]) -> None:
         """Claimed rows that were not attempted go back to queued, still held."""
-        if claimed:
-            self.session.execute(
-                UNCLAIM,
-                {"ids": [c.sent.recipient_id for c in claimed], "holder": self.holder,
-                 "now": _now()},
-            )  # fmt: skip
+        self._unclaim([c.sent.recipient_id for c in claimed])
+
+    def unclaim_unattempted(self) -> int:
+        """Every row this batch claimed and never handed to the SMTP server back to queued
+        (after a failure mid-batch: a row claimed and then not sent must not stay
+        `sending`, which recovery would call `unknown`); rows no longer `sending` are left
+        alone. Returns how many it asked for."""
+        ids = sorted(self.claimed - self.attempted)
+        self._unclaim(ids)
+        return len(ids)
+
+    def _unclaim(self, ids: list[int]) -> None:
+        if ids:
+            self.session.execute(UNCLAIM, {"ids": ids, "holder": self.holder, "now": _now()})
 
     def suppress(self, claimed: Claimed) -> None:
         self.session.execute(SUPPRESS_CLAIMED, {"id": claimed.sent.recipient_id, "now": _now()})
@@ -198,13 +214,15 @@ class Sender:
             reply = SmtpReply.from_error("message_error", str(exc)[:300])
             verdict = Verdict(Outcome.FAILED, "message_error", account_failure=False)
         else:
+            next_message = self._next_message(then)
+            self.attempted.add(sent.recipient_id)
             reply = smtp_pool().send(
                 str(self.account.id),
                 self.endpoint,
                 self.account.email,
                 sent.email,
                 data,
-                then=self._next_message(then),
+                then=next_message,
             )
             verdict = classify_reply(reply, self.account.provider)
         result.count(verdict.outcome.value)
