@@ -213,3 +213,38 @@ def test_an_error_of_ours_after_a_claim_leaves_its_unsent_rows_queued_for_recove
     # (which recovery must call `unknown`).
     assert all(rows[e][1:] == (0, None) for e in SEVEN[3:]), rows
     assert sorted(r for m in smtp_server.received for r in m.recipients) == SEVEN[:3]
+
+
+def test_giving_back_a_batchs_unsent_rows_leaves_a_later_claim_of_one_alone(app, factory):
+    """By the Message-ID of this batch's own claim: a row this batch gave back and another
+    batch of the same process then claimed (a duplicate task, on a threaded pool) is not
+    undone under that batch's feet."""
+    from sqlalchemy import text
+
+    from worker.jobs.sender import Sender
+
+    account = factory.create_account()
+    campaign = factory.create_campaign(status="running")
+    ids = [
+        r.id
+        for r in factory.create_recipients(
+            campaign,
+            ["a@to.example", "b@to.example", "c@to.example"],
+            status="queued",
+            account_id=account.id,
+        )
+    ]
+    sender = Sender.load(db.session, app.extensions["settings"], account.id)
+    assert len(sender.claim_group(ids)) == 3
+    db.session.commit()
+    sender.attempted.add(ids[0])  # handed to the server
+    db.session.execute(
+        text("UPDATE recipients SET message_id = '<later@to.example>' WHERE id = :id"),
+        {"id": ids[2]},
+    )
+    assert sender.unclaim_unattempted() == 2
+    db.session.commit()
+    rows = _rows()
+    assert rows["a@to.example"][:2] == ("sending", 1)
+    assert rows["b@to.example"][:2] == ("queued", 0)
+    assert rows["c@to.example"][:2] == ("sending", 1)

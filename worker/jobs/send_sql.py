@@ -77,6 +77,21 @@ UNCLAIM = text(
     """
 )
 
+# After a failure mid-batch: the rows the batch claimed and never sent, each by the
+# Message-ID its claim gave it, so that no other claim of the row (a duplicate task that
+# took it after this batch gave it back) is undone.
+UNCLAIM_CLAIMS = text(
+    """
+    UPDATE recipients AS r
+    SET status = 'queued', sending_since = NULL, attempts = r.attempts - 1, message_id = NULL,
+        updated_at = :now
+    FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
+                 unnest(CAST(:message_ids AS text[])) AS message_id) AS v
+    WHERE r.id = v.id AND r.message_id = v.message_id AND r.status = 'sending'
+      AND r.claimed_by = :holder
+    """
+)
+
 # A queued row that may not go now (campaign paused or cancelled, account left rotation):
 # back to the dispatcher. RETURNING shows new values, so the reservation to release is
 # read from the locked snapshot `held`.

@@ -32,6 +32,7 @@ from worker.jobs.send_sql import (
     FINISH_SENT_THEN_CLAIM_GROUP,
     SUPPRESS_CLAIMED,
     UNCLAIM,
+    UNCLAIM_CLAIMS,
 )
 from worker.jobs.smtp import endpoint_for, smtp_pool
 
@@ -85,10 +86,11 @@ class Sender:
         # (its Message-ID, its bytes or why it could not be built).
         self._built_ahead: tuple[str, bytes | Exception] | None = None
         self.failures_known_zero = account.consecutive_failures == 0
-        # Rows whose claim this batch may have committed, and those of them whose message
-        # has gone to the SMTP server (from the moment its data is handed over): a claimed
-        # row outside the second set was never sent, whatever failed, so it may go back.
-        self.claimed: set[int] = set()
+        # Rows whose claim this batch may have committed (with the Message-ID of its latest
+        # claim), and those whose message has gone to the SMTP server (from the moment its
+        # data is handed over): a claimed row not attempted was never sent, whatever
+        # failed, so it may go back.
+        self.claimed: dict[int, str] = {}
         self.attempted: set[int] = set()
         # Beating before the first row is marked as held by this process.
         self.holder = ensure_beating(settings)
@@ -123,7 +125,7 @@ class Sender:
         by_id = {row.id: row for row in rows}
         # Before the commit: a commit the server made but whose answer was lost (the
         # connection cut just then) leaves these `sending`.
-        self.claimed.update(by_id)
+        self.claimed.update({row.id: row.message_id for row in rows})
         return [
             Claimed(
                 sent=Sent(
@@ -172,20 +174,26 @@ class Sender:
 
     def unclaim(self, claimed: list[Claimed]) -> None:
         """Claimed rows that were not attempted go back to queued, still held."""
-        self._unclaim([c.sent.recipient_id for c in claimed])
+        if claimed:
+            self.session.execute(
+                UNCLAIM,
+                {"ids": [c.sent.recipient_id for c in claimed], "holder": self.holder,
+                 "now": _now()},
+            )  # fmt: skip
 
     def unclaim_unattempted(self) -> int:
         """Every row this batch claimed and never handed to the SMTP server back to queued
         (after a failure mid-batch: a row claimed and then not sent must not stay
-        `sending`, which recovery would call `unknown`); rows no longer `sending` are left
-        alone. Returns how many it asked for."""
-        ids = sorted(self.claimed - self.attempted)
-        self._unclaim(ids)
-        return len(ids)
-
-    def _unclaim(self, ids: list[int]) -> None:
-        if ids:
-            self.session.execute(UNCLAIM, {"ids": ids, "holder": self.holder, "now": _now()})
+        `sending`, which recovery would call `unknown`); a row no longer `sending` under
+        this batch's claim is left alone. Returns how many it asked for."""
+        unsent = {i: m for i, m in self.claimed.items() if i not in self.attempted}
+        if unsent:
+            self.session.execute(
+                UNCLAIM_CLAIMS,
+                {"ids": list(unsent), "message_ids": list(unsent.values()),
+                 "holder": self.holder, "now": _now()},
+            )  # fmt: skip
+        return len(unsent)
 
     def suppress(self, claimed: Claimed) -> None:
         self.session.execute(SUPPRESS_CLAIMED, {"id": claimed.sent.recipient_id, "now": _now()})
