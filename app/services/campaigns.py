@@ -57,54 +57,49 @@ def create_campaign(
     any error leaves nothing behind."""
     importing = csv is not None or bool(data.get("recipients"))
     with import_turn() if importing else nullcontext():
-        return _create_campaign(
-            session, data, settings, csv=csv, email_column=email_column, client_id=client_id
+        templates = campaign_templates(
+            settings, data["subject"], data["body_text"], data.get("body_html")
         )
-
-
-def _create_campaign(
-    session: Session,
-    data: Mapping[str, Any],
-    settings: Settings,
-    *,
-    csv: BinaryIO | None,
-    email_column: str | None,
-    client_id: int | None,
-) -> tuple[Campaign, imports.ImportReport]:
-    templates = campaign_templates(
-        settings, data["subject"], data["body_text"], data.get("body_html")
-    )
-    if data.get("account_ids"):
-        _check_accounts_exist(session, data["account_ids"], client_id)
-    campaign = Campaign(
-        **owner(client_id),
-        name=data["name"],
-        subject=data["subject"],
-        body_text=data["body_text"],
-        body_html=data.get("body_html") or None,
-        from_name=data.get("from_name") or None,
-        account_tags=data.get("account_tags") or None,
-        account_ids=data.get("account_ids") or None,
-        window=data.get("window"),
-        daily_cap=data.get("daily_cap"),
-        priority=data.get("priority", 1),
-        status=CampaignStatus.DRAFT.value,
-        field_names=[],
-    )
-    session.add(campaign)
-    session.flush()
-    rows = data.get("recipients", [])
-    if csv is None and not rows:
-        # Recipients may come later (POST .../recipients); start refuses an empty campaign.
-        report = imports.ImportReport(0, {"invalid": 0, "duplicate": 0, "suppressed": 0}, [], [])
-    else:
-        report = _import(
-            session, campaign, settings, templates, csv=csv, rows=rows, email_column=email_column
+        if data.get("account_ids"):
+            _check_accounts_exist(session, data["account_ids"], client_id)
+        campaign = Campaign(
+            **owner(client_id),
+            name=data["name"],
+            subject=data["subject"],
+            body_text=data["body_text"],
+            body_html=data.get("body_html") or None,
+            from_name=data.get("from_name") or None,
+            account_tags=data.get("account_tags") or None,
+            account_ids=data.get("account_ids") or None,
+            window=data.get("window"),
+            daily_cap=data.get("daily_cap"),
+            priority=data.get("priority", 1),
+            status=CampaignStatus.DRAFT.value,
+            field_names=[],
         )
-    check_templates(templates, campaign.field_names, report)
-    return campaign, report
+        session.add(campaign)
+        session.flush()
+        rows = data.get("recipients", [])
+        if csv is None and not rows:
+            # Recipients may come later (POST .../recipients); start refuses an empty campaign.
+            report = imports.ImportReport(
+                0, {"invalid": 0, "duplicate": 0, "suppressed": 0}, [], []
+            )
+        else:
+            report = _import(
+                session,
+                campaign,
+                settings,
+                templates,
+                csv=csv,
+                rows=rows,
+                email_column=email_column,
+            )
+        check_templates(templates, campaign.field_names, report)
+        return campaign, report
 
 
+@import_turn()  # before the campaign's lock (app.services.import_slots)
 def add_recipients(
     session: Session,
     campaign_id: int,
@@ -117,28 +112,6 @@ def add_recipients(
 ) -> imports.ImportReport:
     """More recipients, checked against the templates as at creation; a template problem
     these recipients would hit at send time is a 422 and nothing is added."""
-    with import_turn():  # before the campaign's lock (app.services.import_slots)
-        return _add_recipients(
-            session,
-            campaign_id,
-            settings,
-            csv=csv,
-            rows=rows,
-            email_column=email_column,
-            client_id=client_id,
-        )
-
-
-def _add_recipients(
-    session: Session,
-    campaign_id: int,
-    settings: Settings,
-    *,
-    csv: BinaryIO | None,
-    rows: Sequence[Mapping[str, Any]],
-    email_column: str | None,
-    client_id: int | None,
-) -> imports.ImportReport:
     # The importer's lock (FOR NO KEY UPDATE), taken first here: a concurrent cancel or
     # import waits for this one instead of racing it.
     status = session.execute(
@@ -163,6 +136,7 @@ def _add_recipients(
     return report
 
 
+@import_turn()
 def import_file(
     session: Session,
     campaign_id: int,
@@ -173,18 +147,6 @@ def import_file(
 ) -> imports.ImportReport:
     """`flask import`: a local CSV file, bounded by import_max_rows only (not by the
     upload limit import_max_bytes), with the same template checks as the API."""
-    with import_turn():
-        return _import_file(session, campaign_id, stream, settings, email_column=email_column)
-
-
-def _import_file(
-    session: Session,
-    campaign_id: int,
-    stream: BinaryIO,
-    settings: Settings,
-    *,
-    email_column: str | None,
-) -> imports.ImportReport:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFound(f"campaign {campaign_id} does not exist", field="campaign")

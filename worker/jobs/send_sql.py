@@ -66,21 +66,11 @@ FINISH_SENT_THEN_CLAIM_GROUP = text(
     f"WITH done AS ({_FINISH_SENT}), logged AS ({_SENT_EVENTS}) {CLAIM_GROUP.text}"
 )
 
-# Claimed rows of a group that were not attempted (an earlier message of the group stopped
-# it): queued again and still held, as before their claim.
+# Claimed rows that were not attempted (an earlier message of the group stopped it, or the
+# batch failed mid-way): queued again and still held, as before their claim. Each row by
+# the Message-ID this batch's claim gave it, so that no other claim of the row (a duplicate
+# task that took it after this batch gave it back) is undone.
 UNCLAIM = text(
-    """
-    UPDATE recipients
-    SET status = 'queued', sending_since = NULL, attempts = attempts - 1, message_id = NULL,
-        updated_at = :now
-    WHERE id = ANY(:ids) AND status = 'sending' AND claimed_by = :holder
-    """
-)
-
-# After a failure mid-batch: the rows the batch claimed and never sent, each by the
-# Message-ID its claim gave it, so that no other claim of the row (a duplicate task that
-# took it after this batch gave it back) is undone.
-UNCLAIM_CLAIMS = text(
     """
     UPDATE recipients AS r
     SET status = 'queued', sending_since = NULL, attempts = r.attempts - 1, message_id = NULL,

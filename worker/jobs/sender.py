@@ -32,7 +32,6 @@ from worker.jobs.send_sql import (
     FINISH_SENT_THEN_CLAIM_GROUP,
     SUPPRESS_CLAIMED,
     UNCLAIM,
-    UNCLAIM_CLAIMS,
 )
 from worker.jobs.smtp import endpoint_for, smtp_pool
 
@@ -125,7 +124,7 @@ class Sender:
         by_id = {row.id: row for row in rows}
         # Before the commit: a commit the server made but whose answer was lost (the
         # connection cut just then) leaves these `sending`.
-        self.claimed.update({row.id: row.message_id for row in rows})
+        self.claimed.update({i: row.message_id for i, row in by_id.items()})
         return [
             Claimed(
                 sent=Sent(
@@ -174,12 +173,7 @@ class Sender:
 
     def unclaim(self, claimed: list[Claimed]) -> None:
         """Claimed rows that were not attempted go back to queued, still held."""
-        if claimed:
-            self.session.execute(
-                UNCLAIM,
-                {"ids": [c.sent.recipient_id for c in claimed], "holder": self.holder,
-                 "now": _now()},
-            )  # fmt: skip
+        self._unclaim({c.sent.recipient_id: c.sent.message_id for c in claimed})
 
     def unclaim_unattempted(self) -> int:
         """Every row this batch claimed and never handed to the SMTP server back to queued
@@ -187,13 +181,17 @@ class Sender:
         `sending`, which recovery would call `unknown`); a row no longer `sending` under
         this batch's claim is left alone. Returns how many it asked for."""
         unsent = {i: m for i, m in self.claimed.items() if i not in self.attempted}
-        if unsent:
+        self._unclaim(unsent)
+        return len(unsent)
+
+    def _unclaim(self, message_ids: dict[int, str]) -> None:
+        """`message_ids`: recipient id -> the Message-ID of this batch's claim of it."""
+        if message_ids:
             self.session.execute(
-                UNCLAIM_CLAIMS,
-                {"ids": list(unsent), "message_ids": list(unsent.values()),
+                UNCLAIM,
+                {"ids": list(message_ids), "message_ids": list(message_ids.values()),
                  "holder": self.holder, "now": _now()},
             )  # fmt: skip
-        return len(unsent)
 
     def suppress(self, claimed: Claimed) -> None:
         self.session.execute(SUPPRESS_CLAIMED, {"id": claimed.sent.recipient_id, "now": _now()})
