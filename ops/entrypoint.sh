@@ -16,6 +16,8 @@
 #
 # Settings come from the environment (app/settings.py); the few read here are:
 #   API_BIND (0.0.0.0:8000), API_WORKERS (2), API_THREADS (4: requests at once per worker),
+#   API_GRACEFUL_TIMEOUT (120: on SIGTERM, how long requests in flight, an upload or import,
+#   may take to finish before their worker is killed; Compose's stop_grace_period is longer),
 #   LOG_LEVEL (INFO),
 #   BEAT_SCHEDULE_FILE (/tmp/sendfleet-celerybeat-schedule), DRAIN_TIMEOUT_SECONDS (1860: a
 #   send task's soft limit SEND_TASK_TIME_LIMIT_SECONDS, 1800, plus its hard minute).
@@ -30,6 +32,7 @@ fi
 API_BIND=${API_BIND:-0.0.0.0:8000}
 API_WORKERS=${API_WORKERS:-2}
 API_THREADS=${API_THREADS:-4}
+API_GRACEFUL_TIMEOUT=${API_GRACEFUL_TIMEOUT:-120}
 LOG_LEVEL=${LOG_LEVEL:-INFO}
 BEAT_SCHEDULE_FILE=${BEAT_SCHEDULE_FILE:-/tmp/sendfleet-celerybeat-schedule}
 DRAIN_TIMEOUT_SECONDS=${DRAIN_TIMEOUT_SECONDS:-1860}
@@ -117,10 +120,12 @@ case "$role" in
     # a slow link through a proxy that streams it, Caddy's default) without the worker being
     # killed mid-request, and a slow upload leaves the other threads answering; a sync worker
     # is one request at a time and is killed when one takes 30 s. Imports still take turns
-    # within a worker (app/services/import_slots.py).
+    # within a worker (app/services/import_slots.py). On SIGTERM (a deploy) the listener
+    # closes at once and the requests in flight get API_GRACEFUL_TIMEOUT to finish: an
+    # upload or import under way is completed, not cut off and rolled back.
     exec gunicorn 'app:create_app()' --bind "$API_BIND" --workers "$API_WORKERS" \
-      --worker-class gthread --threads "$API_THREADS" --preload --no-control-socket \
-      --access-logfile - "$@"
+      --worker-class gthread --threads "$API_THREADS" --graceful-timeout "$API_GRACEFUL_TIMEOUT" \
+      --preload --no-control-socket --access-logfile - "$@"
     ;;
   worker)
     exec celery -A worker worker -Q sendfleet.send --hostname "$(node_name worker)" \

@@ -13,63 +13,19 @@ together.
 
 from __future__ import annotations
 
-import http.client
 import io
-import json
 import os
 import threading
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy import func, select
 
 from app.models import Recipient
 from app.services import imports
-from tests.gunicorn_api import get, start_api, stop_api
+from tests.gunicorn_api import csv_rows, get, start_api, stop_api, trickled_upload
 
 ROWS = 2000
-
-
-def _csv(rows: int, start: int = 0) -> bytes:
-    lines = ["email,first_name"] + [
-        f"p{i}@firm{i % 50}.example,P{i}" for i in range(start, start + rows)
-    ]
-    return ("\r\n".join(lines) + "\r\n").encode()
-
-
-def _multipart(content: bytes) -> tuple[str, bytes]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="contacts.csv"\r\n'
-            "Content-Type: text/csv\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return boundary, body
-
-
-def _trickled_upload(port: int, key: str, campaign_id: int, seconds: float) -> dict[str, Any]:
-    """POSTs the CSV in 12 pieces spread over `seconds`; the status and JSON answer."""
-    boundary, body = _multipart(_csv(ROWS))
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        connection.putrequest("POST", f"/api/v1/campaigns/{campaign_id}/recipients")
-        connection.putheader("Authorization", f"Bearer {key}")
-        connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders()
-        size = -(-len(body) // 12)
-        for start in range(0, len(body), size):
-            connection.send(body[start : start + size])
-            time.sleep(seconds / 12)
-        response = connection.getresponse()
-        return {"status": response.status, "body": json.loads(response.read())}
-    finally:
-        connection.close()
 
 
 def test_an_upload_slower_than_the_worker_timeout_is_imported_and_the_worker_answers_meanwhile(
@@ -90,7 +46,9 @@ def test_an_upload_slower_than_the_worker_timeout_is_imported_and_the_worker_ans
 
         def upload() -> None:
             try:
-                result.update(_trickled_upload(port, api_key, campaign.id, seconds=6))
+                result.update(
+                    trickled_upload(port, api_key, campaign.id, csv_rows(ROWS), seconds=6)
+                )
             except Exception as exc:  # the assertion below names it
                 result["error"] = repr(exc)
 
@@ -180,7 +138,7 @@ def test_imports_into_different_campaigns_sent_at_once_take_turns(
 ):
     seen = _concurrency_probe(monkeypatch)
     campaigns = [factory.create_campaign() for _ in range(3)]
-    answers = _post_all(app, api_key, [(c.id, _csv(300)) for c in campaigns])
+    answers = _post_all(app, api_key, [(c.id, csv_rows(300)) for c in campaigns])
     assert [status for status, _ in answers] == [201, 201, 201], answers
     assert [body["imported"] for _, body in answers] == [300, 300, 300]
     assert seen["runs"] == 3
@@ -193,7 +151,9 @@ def test_two_imports_into_one_campaign_sent_at_once_both_finish(
     seen = _concurrency_probe(monkeypatch)
     campaign = factory.create_campaign()
     # Rows 0-299 and 200-499: whichever goes second finds 100 already in the campaign.
-    answers = _post_all(app, api_key, [(campaign.id, _csv(300)), (campaign.id, _csv(300, 200))])
+    answers = _post_all(
+        app, api_key, [(campaign.id, csv_rows(300)), (campaign.id, csv_rows(300, 200))]
+    )
     assert [status for status, _ in answers] == [201, 201], answers
     assert sorted(body["imported"] for _, body in answers) == [200, 300]
     assert sorted(body["rejected"]["duplicate"] for _, body in answers) == [0, 100]

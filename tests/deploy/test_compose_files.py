@@ -260,6 +260,38 @@ def test_workers_point_at_node1(tmp_path: Path) -> None:
     assert "ports" not in worker
 
 
+def api_graceful_timeout_default() -> int:
+    """API_GRACEFUL_TIMEOUT's default, as ops/entrypoint.sh sets it."""
+    found = re.search(
+        r"^API_GRACEFUL_TIMEOUT=\$\{API_GRACEFUL_TIMEOUT:-(\d+)\}$",
+        (ROOT / "ops" / "entrypoint.sh").read_text(),
+        re.MULTILINE,
+    )
+    assert found, "ops/entrypoint.sh sets no API_GRACEFUL_TIMEOUT default"
+    return int(found.group(1))
+
+
+def seconds(duration: str) -> int:
+    """A Compose duration ("130s", "2m10s", "32m") in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and duration, f"not a duration: {duration!r}"
+    hours, minutes, secs = (int(part or 0) for part in parts.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+@pytest.mark.parametrize("file", ["docker-compose.yml", "compose/node1.yml"])
+def test_the_api_is_given_longer_to_stop_than_its_requests_in_flight(
+    tmp_path: Path, file: str
+) -> None:
+    """Docker's default is 10 s, then SIGKILL: an upload or import in flight at a deploy was
+    cut off. The api's stop period outlasts gunicorn's graceful timeout, with room for the
+    master to reap its workers."""
+    services = resolved(project(tmp_path, {**SECRETS, **NODES}), file)
+    api = services["api"]
+    assert api["stop_signal"] == "SIGTERM"
+    assert seconds(api["stop_grace_period"]) >= api_graceful_timeout_default() + 5
+
+
 def test_every_new_cluster_sorts_bytewise_with_utf8_character_classes(tmp_path: Path) -> None:
     """The one-host file, node 1 and the GitLab job's service make their clusters alike,
     and initdb with those options makes what the app is tested on, with the "C"
