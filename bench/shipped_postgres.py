@@ -48,12 +48,22 @@ def _shown(value: str, unit: str | None) -> str:
     return f"{int(value) * scale >> 20} MB"
 
 
+def _has_locale(name: str) -> bool:
+    listed = subprocess.run(["locale", "-a"], capture_output=True, text=True, check=False)
+    return name.lower() in {line.strip().lower() for line in listed.stdout.splitlines()}
+
+
 def main() -> None:
     args = sys.argv[1:]
     locale_args = deployment_initdb_args()
     if args[:1] == ["--image-locale"]:
         args = args[1:]
         locale_args = [f"--locale={IMAGE_LOCALE}"]
+        if not _has_locale(IMAGE_LOCALE):
+            sys.exit(
+                f"--image-locale needs the {IMAGE_LOCALE} locale on this host, which it lacks: "
+                "localedef -i en_US -c -f UTF-8 -A /usr/share/locale/locale.alias en_US.UTF-8"
+            )
     if not args:
         sys.exit(__doc__)
     cluster = PrivatePostgres(durable=True, locale_args=locale_args)
