@@ -8,6 +8,10 @@ today's schema, in the same run and on the same file (bench/import.py's generato
   table as they are (no decoding, validation, duplicate or suppression checks), into a
   fresh campaign: heap and WAL, the five indexes, the recipient_counts and parents-check
   statement triggers;
+- floor by COPY: the same rows, already in their final form (text made beforehand from that
+  table), COPY'd straight into `recipients`: what an importer that wrote the table with
+  COPY, no staging and no SQL checks at all, would still pay (COPY batches heap inserts;
+  index upkeep, WAL and triggers are the same);
 - then the same INSERT once per constraint, index or trigger dropped (each in its own
   rolled-back transaction of the throwaway database), to attribute the cost; and once with
   the two declarative foreign keys the parents check replaced (migration 0016), checking
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import os
 import sys
 import tempfile
@@ -94,6 +99,19 @@ def timed(cur: Any, pid: int, sql: str) -> tuple[float, float | None, int]:
     return wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, wal
 
 
+def timed_copy(cur: Any, pid: int, sql: str, data: bytes) -> tuple[float, float | None, int]:
+    """As timed(), for a COPY FROM STDIN of `data`."""
+    cur.execute("SELECT pg_current_wal_lsn()")
+    lsn = cur.fetchone()[0]
+    cpu0, started = backend_cpu(pid), time.perf_counter()
+    cur.copy_expert(sql, io.BytesIO(data), 1 << 18)
+    wall = time.perf_counter() - started
+    cpu1 = backend_cpu(pid)
+    cur.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (lsn,))
+    wal = int(cur.fetchone()[0])
+    return wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, wal
+
+
 def shown(wall: float, cpu: float | None, wal: int | None = None) -> str:
     return (
         f"{wall:6.2f} s wall"
@@ -147,6 +165,25 @@ def measure(database_url: str, campaign_id: int, path: Path) -> None:
     print(
         f"floor ratio INSERT/COPY:         {floor[0] / copy[0]:6.1f}x wall"
         + ("" if floor[1] is None or not copy[1] else f", {floor[1] / copy[1]:.1f}x CPU")
+    )
+    final = io.BytesIO()
+    cur.copy_expert(
+        f"COPY (SELECT {campaign_id}, s.email, s.domain, {FIELDS} FROM staged_in_order s "
+        "ORDER BY n) TO STDOUT",
+        final,
+    )
+    fresh(conn, cur)
+    by_copy = timed_copy(
+        cur,
+        pid,
+        "COPY recipients (campaign_id, email, domain, fields) FROM STDIN",
+        final.getvalue(),
+    )
+    del final
+    print(f"COPY of the same rows, final form: {shown(*by_copy)}")
+    print(
+        f"floor ratio by COPY:             {by_copy[0] / copy[0]:6.1f}x wall"
+        + ("" if by_copy[1] is None or not copy[1] else f", {by_copy[1] / copy[1]:.1f}x CPU")
     )
     variants = {f"without {what}": [drop] for what, drop in DROPS.items()}
     variants["per-row foreign keys instead (before 0016)"] = PER_ROW_KEYS
