@@ -120,9 +120,9 @@ case "$role" in
     # a slow link through a proxy that streams it, Caddy's default) without the worker being
     # killed mid-request, and a slow upload leaves the other threads answering; a sync worker
     # is one request at a time and is killed when one takes 30 s. Imports still take turns
-    # within a worker (app/services/import_slots.py). On SIGTERM (a deploy) the listener
-    # closes at once and the requests in flight get API_GRACEFUL_TIMEOUT to finish: an
-    # upload or import under way is completed, not cut off and rolled back.
+    # within a worker (app/services/import_slots.py). On SIGTERM (a deploy) gunicorn serves
+    # no new request and gives those in flight API_GRACEFUL_TIMEOUT to finish: an upload or
+    # import under way is completed, not cut off and rolled back.
     exec gunicorn 'app:create_app()' --bind "$API_BIND" --workers "$API_WORKERS" \
       --worker-class gthread --threads "$API_THREADS" --graceful-timeout "$API_GRACEFUL_TIMEOUT" \
       --preload --no-control-socket --access-logfile - "$@"
