@@ -1,8 +1,8 @@
 """The API stopped as a deploy stops it (SIGTERM to gunicorn's master, `ops/entrypoint.sh api`)
 while an upload is under way.
 
-- Within API_GRACEFUL_TIMEOUT the upload is finished and imported: the worker takes no new
-  connection, the request in flight is answered 201 with every row stored, and only then
+- Within API_GRACEFUL_TIMEOUT the upload is finished and imported: the worker serves no new
+  request, the one in flight is answered 201 with every row stored, and only then
   does the master exit. Compose gives the api service longer than that to stop
   (tests/deploy/test_compose_files.py), where Docker's default 10 s cut such an upload off.
 - Past API_GRACEFUL_TIMEOUT the worker is killed: the client gets no answer, nothing of the
