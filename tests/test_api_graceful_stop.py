@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.models import Recipient
-from tests.gunicorn_api import csv_rows, start_api, trickled_upload
+from tests.gunicorn_api import csv_rows, get, start_api, trickled_upload
 
 ROWS = 2000
 
@@ -82,7 +82,14 @@ def test_an_upload_in_flight_when_the_api_is_stopped_is_finished_and_imported(
         stopped = time.monotonic()
         os.kill(process.pid, signal.SIGTERM)  # the master, as Docker signals it
 
-        time.sleep(2)
+        # A request arriving now is not served (it waits in the listen queue, to be reset
+        # when the worker exits), while the one in flight goes on.
+        time.sleep(0.5)
+        try:
+            answer: Any = get(port, "/api/v1/health", timeout=2)
+        except OSError as exc:  # the timeout
+            answer = exc
+        assert isinstance(answer, OSError), answer
         assert process.poll() is None, "the master exited with an upload in flight"
         uploading.join(30)
         assert result.get("status") == 201, (result, log.read_text(errors="replace")[-3000:])
