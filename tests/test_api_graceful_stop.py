@@ -16,6 +16,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,63 +68,76 @@ def _stored(session: Any, campaign_id: int) -> int:
     ).scalar_one()
 
 
-def _kill(process: Any) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+@dataclass
+class Stopped:
+    process: Any  # gunicorn's master
+    port: int
+    log: Path
+    uploading: threading.Thread
+    result: dict[str, Any]  # the upload's status and body, or error; when it ended
+    at: float  # monotonic time of the SIGTERM
+
+
+@contextmanager
+def _stopped_mid_upload(
+    settings_env: dict[str, str], tmp_path: Path, key: str, campaign_id: int, **timing: float
+) -> Iterator[Stopped]:
+    """The API with API_GRACEFUL_TIMEOUT `graceful`, an upload of ROWS rows trickled over
+    `upload` seconds, and 1.5 s into it (a quarter of the file or less sent) SIGTERM to the
+    master, as Docker signals it. The API is killed on the way out if still running."""
+    process, port, log = _api(settings_env, tmp_path, graceful=int(timing["graceful"]))
+    try:
+        uploading, result = _upload_in_background(port, key, campaign_id, timing["upload"])
+        time.sleep(1.5)
+        at = time.monotonic()
+        os.kill(process.pid, signal.SIGTERM)
+        yield Stopped(process, port, log, uploading, result, at)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 def test_an_upload_in_flight_when_the_api_is_stopped_is_finished_and_imported(
     api_key, factory, session, settings_env, tmp_path
 ):
     campaign = factory.create_campaign()
-    process, port, log = _api(settings_env, tmp_path, graceful=30)
-    try:
-        uploading, result = _upload_in_background(port, api_key, campaign.id, seconds=6)
-        time.sleep(1.5)  # a quarter of the file sent
-        stopped = time.monotonic()
-        os.kill(process.pid, signal.SIGTERM)  # the master, as Docker signals it
-
+    with _stopped_mid_upload(
+        settings_env, tmp_path, api_key, campaign.id, graceful=30, upload=6
+    ) as stop:
         # A request arriving now is not served (it waits in the listen queue, to be reset
         # when the worker exits), while the one in flight goes on.
         time.sleep(0.5)
         try:
-            answer: Any = get(port, "/api/v1/health", timeout=2)
+            answer: Any = get(stop.port, "/api/v1/health", timeout=2)
         except OSError as exc:  # the timeout
             answer = exc
         assert isinstance(answer, OSError), answer
-        assert process.poll() is None, "the master exited with an upload in flight"
-        uploading.join(30)
-        assert result.get("status") == 201, (result, log.read_text(errors="replace")[-3000:])
+        assert stop.process.poll() is None, "the master exited with an upload in flight"
+        stop.uploading.join(30)
+        result = stop.result
+        assert result.get("status") == 201, (result, stop.log.read_text(errors="replace")[-3000:])
         assert result["body"]["imported"] == ROWS
         assert _stored(session, campaign.id) == ROWS
-        assert process.wait(15) == 0
+        assert stop.process.wait(15) == 0
         exited = time.monotonic()
         # It waited for the upload (about 4.5 s more after the signal), then went at once.
-        assert result["ended"] - stopped > 3, result["ended"] - stopped
-        assert exited - stopped < 15
-    finally:
-        _kill(process)
+        assert result["ended"] - stop.at > 3, result["ended"] - stop.at
+        assert exited - stop.at < 15
 
 
 def test_an_upload_outlasting_the_graceful_timeout_is_cut_and_nothing_of_it_is_stored(
     api_key, factory, session, settings_env, tmp_path
 ):
     campaign = factory.create_campaign()
-    process, port, _ = _api(settings_env, tmp_path, graceful=2)
-    try:
-        uploading, result = _upload_in_background(port, api_key, campaign.id, seconds=10)
-        time.sleep(1.5)
-        stopped = time.monotonic()
-        os.kill(process.pid, signal.SIGTERM)
-
-        process.wait(15)
+    with _stopped_mid_upload(
+        settings_env, tmp_path, api_key, campaign.id, graceful=2, upload=10
+    ) as stop:
+        stop.process.wait(15)
         exited = time.monotonic()
-        uploading.join(30)
-        assert "status" not in result, result  # no answer: the worker was killed mid-request
-        assert "error" in result, result
+        stop.uploading.join(30)
+        # No answer: the worker was killed mid-request.
+        assert "status" not in stop.result and "error" in stop.result, stop.result
         assert _stored(session, campaign.id) == 0
         # The graceful timeout, plus the master's own reaping; not the upload's 10 s.
-        assert 1.5 < exited - stopped < 8, exited - stopped
-    finally:
-        _kill(process)
+        assert 1.5 < exited - stop.at < 8, exited - stop.at
