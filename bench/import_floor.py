@@ -87,11 +87,18 @@ def fresh(conn: Any, cur: Any) -> None:
     conn.commit()
 
 
-def timed(cur: Any, pid: int, sql: str) -> tuple[float, float | None, int]:
+def timed(
+    cur: Any, pid: int, sql: str, data: bytes | None = None
+) -> tuple[float, float | None, int]:
+    """Runs `sql` (a COPY FROM STDIN of `data` when given): its wall and backend CPU seconds
+    and the WAL bytes it wrote."""
     cur.execute("SELECT pg_current_wal_lsn()")
     lsn = cur.fetchone()[0]
     cpu0, started = backend_cpu(pid), time.perf_counter()
-    cur.execute(sql)
+    if data is None:
+        cur.execute(sql)
+    else:
+        cur.copy_expert(sql, io.BytesIO(data), 1 << 18)
     wall = time.perf_counter() - started
     cpu1 = backend_cpu(pid)
     cur.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (lsn,))
@@ -99,17 +106,10 @@ def timed(cur: Any, pid: int, sql: str) -> tuple[float, float | None, int]:
     return wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, wal
 
 
-def timed_copy(cur: Any, pid: int, sql: str, data: bytes) -> tuple[float, float | None, int]:
-    """As timed(), for a COPY FROM STDIN of `data`."""
-    cur.execute("SELECT pg_current_wal_lsn()")
-    lsn = cur.fetchone()[0]
-    cpu0, started = backend_cpu(pid), time.perf_counter()
-    cur.copy_expert(sql, io.BytesIO(data), 1 << 18)
-    wall = time.perf_counter() - started
-    cpu1 = backend_cpu(pid)
-    cur.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (lsn,))
-    wal = int(cur.fetchone()[0])
-    return wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, wal
+def ratio(label: str, measured: tuple[float, float | None, int], copy: Any) -> str:
+    """`label` and the measured figures as a multiple of the bare COPY's, wall and CPU."""
+    cpu = "" if measured[1] is None or not copy[1] else f", {measured[1] / copy[1]:.1f}x CPU"
+    return f"{label:33}{measured[0] / copy[0]:6.1f}x wall{cpu}"
 
 
 def shown(wall: float, cpu: float | None, wal: int | None = None) -> str:
@@ -162,10 +162,7 @@ def measure(database_url: str, campaign_id: int, path: Path) -> None:
     fresh(conn, cur)
     floor = timed(cur, pid, insert)
     print(f"INSERT of {rows:,} rows into recipients: {shown(*floor)}")
-    print(
-        f"floor ratio INSERT/COPY:         {floor[0] / copy[0]:6.1f}x wall"
-        + ("" if floor[1] is None or not copy[1] else f", {floor[1] / copy[1]:.1f}x CPU")
-    )
+    print(ratio("floor ratio INSERT/COPY:", floor, copy))
     final = io.BytesIO()
     cur.copy_expert(
         f"COPY (SELECT {campaign_id}, s.email, s.domain, {FIELDS} FROM staged_in_order s "
@@ -173,7 +170,7 @@ def measure(database_url: str, campaign_id: int, path: Path) -> None:
         final,
     )
     fresh(conn, cur)
-    by_copy = timed_copy(
+    by_copy = timed(
         cur,
         pid,
         "COPY recipients (campaign_id, email, domain, fields) FROM STDIN",
@@ -181,10 +178,7 @@ def measure(database_url: str, campaign_id: int, path: Path) -> None:
     )
     del final
     print(f"COPY of the same rows, final form: {shown(*by_copy)}")
-    print(
-        f"floor ratio by COPY:             {by_copy[0] / copy[0]:6.1f}x wall"
-        + ("" if by_copy[1] is None or not copy[1] else f", {by_copy[1] / copy[1]:.1f}x CPU")
-    )
+    print(ratio("floor ratio by COPY:", by_copy, copy))
     variants = {f"without {what}": [drop] for what, drop in DROPS.items()}
     variants["per-row foreign keys instead (before 0016)"] = PER_ROW_KEYS
     for what, ddl in variants.items():
