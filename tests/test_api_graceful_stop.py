@@ -80,14 +80,20 @@ class Stopped:
 
 @contextmanager
 def _stopped_mid_upload(
-    settings_env: dict[str, str], tmp_path: Path, key: str, campaign_id: int, **timing: float
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    key: str,
+    campaign_id: int,
+    *,
+    graceful: int,
+    upload: float,
 ) -> Iterator[Stopped]:
     """The API with API_GRACEFUL_TIMEOUT `graceful`, an upload of ROWS rows trickled over
     `upload` seconds, and 1.5 s into it (a quarter of the file or less sent) SIGTERM to the
     master, as Docker signals it. The API is killed on the way out if still running."""
-    process, port, log = _api(settings_env, tmp_path, graceful=int(timing["graceful"]))
+    process, port, log = _api(settings_env, tmp_path, graceful)
     try:
-        uploading, result = _upload_in_background(port, key, campaign_id, timing["upload"])
+        uploading, result = _upload_in_background(port, key, campaign_id, upload)
         time.sleep(1.5)
         at = time.monotonic()
         os.kill(process.pid, signal.SIGTERM)
